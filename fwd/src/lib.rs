@@ -4,4 +4,7 @@
 //! `rules`/`classify` judge, `route` picks the next hop, `xsk` owns the rings and
 //! `dataplane` runs the per-core poll loops.
 
+pub mod config;
 pub mod packet;
+pub mod route;
+pub mod xsk;
