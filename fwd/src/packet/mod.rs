@@ -2,7 +2,11 @@
 //! produces the [`PacketMeta`] every later stage reads.
 
 pub mod checksum;
+pub mod ethernet;
+pub mod ipv4;
+pub mod ipv6;
 pub mod meta;
+pub mod vlan;
 
 pub use meta::{Family, PacketMeta};
 
