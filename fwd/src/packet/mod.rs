@@ -3,9 +3,13 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod meta;
+pub mod tcp;
+pub mod udp;
 pub mod vlan;
 
 pub use meta::{Family, PacketMeta};
