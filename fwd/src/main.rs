@@ -1,1 +1,67 @@
-fn main() {}
+//! fwd's command line: parses arguments and calls the library. Exit codes: 0 ok,
+//! 1 runtime failure, 2 bad input (config, arguments, files).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+/// fwd: a packet forwarder and stateful firewall over AF_XDP.
+///
+/// fwd takes NIC queues with an XDP program, forwards IPv4 and IPv6 between its
+/// ports with zero copies through AF_XDP sockets, and leaves to the kernel what is
+/// not for forwarding (ARP, neighbour discovery, traffic to the box itself).
+///
+/// Exit codes: 0 ok, 1 runtime failure, 2 bad input (config, arguments, files).
+#[derive(Parser)]
+#[command(version, about, long_about, after_help = "Examples:\n  fwd check -c configs/router.toml\n  fwd run -c configs/router.toml --stats-file /run/fwd/stats.json")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach to the config's ports and forward until SIGINT/SIGTERM.
+    ///
+    /// Prints the worker/queue map and the AF_XDP and XDP modes it got (and warns
+    /// about copy mode and generic XDP). On exit it detaches its XDP programs and
+    /// prints the counters.
+    Run {
+        /// The config file (TOML; see configs/).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Keep writing the counters as JSON to this file (every 200 ms, and at exit).
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until a signal).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Validate a config without touching any interface; exit 2 with
+    /// `file:line: field: message` if it is wrong.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FWD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { config, stats_file, duration } => fwd::cli::run(
+            &config,
+            fwd::dataplane::RunOptions {
+                stats_file,
+                duration: duration.map(Duration::from_secs_f64),
+                ..Default::default()
+            },
+        ),
+        Command::Check { config } => fwd::cli::check(&config),
+    };
+    ExitCode::from(code)
+}

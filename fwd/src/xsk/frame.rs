@@ -71,7 +71,14 @@ impl FrameBatch {
         self.len += 1;
     }
 
-    /// Takes every frame out, in order.
+    /// Length of the `i`th frame's packet.
+    #[inline]
+    pub fn frame_len(&self, i: usize) -> usize {
+        self.descs[i].lengths().data()
+    }
+
+    /// Takes every frame out, in order. The iterator must be run to the end: a frame
+    /// left in it would be lost to the UMEM.
     #[inline]
     pub fn drain(&mut self) -> impl Iterator<Item = Frame> + '_ {
         let n = std::mem::take(&mut self.len);

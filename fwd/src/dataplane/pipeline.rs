@@ -1,0 +1,245 @@
+//! What happens to one frame between RX and TX, as Linux's ip_forward does it:
+//! parse, L2 check, header checksum, route, TTL, MTU, the FORWARD rules, TTL
+//! decrement. ICMP errors are built in the same frame and routed back like any
+//! packet. Pure logic over bytes: the worker owns the frames, this owns the rules.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Instant,
+};
+
+use crate::{
+    packet::{
+        icmp_error,
+        ipv4::Ipv4Packet,
+        ipv6::Ipv6Packet,
+        meta::{Family, PacketMeta, NO_PORT},
+        parse,
+    },
+    route::{neigh::NextHop, Fib},
+};
+
+use super::stats::{Counters, Event, Reason};
+
+/// What the dataplane knows of a port at run time.
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub interface: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// L3 MTU of the interface.
+    pub mtu: u16,
+    /// The box's addresses on this port; the first of each family is the source of
+    /// ICMP errors sent from here, like Linux's choice of the ingress address.
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    /// Every prefix the box has on this port (config and kernel): connected routes.
+    pub nets: Vec<ipnet::IpNet>,
+}
+
+/// ICMP error budget, a token bucket like Linux's icmp_msgs_per_sec (1000/s) and
+/// icmp_msgs_burst (50).
+pub struct IcmpLimiter {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl IcmpLimiter {
+    pub fn new(rate_per_sec: u32, burst: u32) -> Self {
+        Self {
+            tokens: burst as f64,
+            last: Instant::now(),
+            rate: rate_per_sec as f64,
+            burst: burst as f64,
+        }
+    }
+
+    /// Adds the tokens earned since the last call; once per batch.
+    #[inline]
+    pub fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+    }
+
+    #[inline]
+    fn take(&mut self) -> bool {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The read-only state one frame is judged against.
+pub struct Router<'a> {
+    pub fib: &'a Fib,
+    pub ports: &'a [PortInfo],
+}
+
+// ICMP types and codes (RFC 792, RFC 4443).
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_NET_UNREACH: u8 = 0;
+const ICMP_FRAG_NEEDED: u8 = 4;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_NOROUTE: u8 = 0;
+const ICMPV6_PKT_TOOBIG: u8 = 2;
+const ICMPV6_TIME_EXCEED: u8 = 3;
+
+/// Which ICMP error to send instead of forwarding.
+#[derive(Clone, Copy)]
+enum IcmpError {
+    NoRoute,
+    TimeExceeded,
+    TooBig(u16),
+}
+
+impl Router<'_> {
+    /// Judges one frame received on `in_port`. `buf` is the whole UMEM chunk from
+    /// the frame's first byte and `len` the frame length; both may be rewritten (an
+    /// ICMP error replaces the frame). Returns the egress port and next hop, or
+    /// `None` when the frame is to be freed (the reason is already counted).
+    #[inline]
+    pub fn route(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        in_port: u16,
+        meta: &mut PacketMeta,
+        icmp: &mut IcmpLimiter,
+        counters: &mut Counters,
+    ) -> Option<(u16, NextHop)> {
+        *meta = PacketMeta {
+            in_port,
+            out_port: NO_PORT,
+            ..PacketMeta::default()
+        };
+        if let Err(e) = parse::parse(&buf[..*len], meta) {
+            counters.malformed(e.index());
+            return None;
+        }
+        let port = &self.ports[in_port as usize];
+        if buf[..6] != port.mac {
+            counters.drop(Reason::NotForUs);
+            return None;
+        }
+        let l3 = meta.l3_off as usize;
+        if meta.family == Family::V4 && !Ipv4Packet::new_unchecked(&buf[l3..*len]).verify_checksum() {
+            counters.drop(Reason::BadChecksum);
+            return None;
+        }
+        let Some(route) = self.fib.lookup(meta.family, meta.dst) else {
+            counters.drop(Reason::NoRoute);
+            return self.icmp_error(buf, len, in_port, meta, IcmpError::NoRoute, icmp, counters);
+        };
+        // ip_forward: TTL before MTU before the FORWARD hook, all after routing.
+        if meta.ttl <= 1 {
+            counters.drop(Reason::TtlExceeded);
+            return self.icmp_error(buf, len, in_port, meta, IcmpError::TimeExceeded, icmp, counters);
+        }
+        let out = route.port;
+        let mtu = self.ports[out as usize].mtu;
+        if meta.ip_len > mtu {
+            let df = meta.family == Family::V6 || Ipv4Packet::new_unchecked(&buf[l3..*len]).dont_frag();
+            counters.drop(Reason::TooBig);
+            // Linux would fragment a v4 packet without DF; fwd does not fragment.
+            return if df {
+                self.icmp_error(buf, len, in_port, meta, IcmpError::TooBig(mtu), icmp, counters)
+            } else {
+                None
+            };
+        }
+        meta.out_port = out;
+        match meta.family {
+            Family::V4 => Ipv4Packet::new_unchecked(&mut buf[l3..*len]).decrement_ttl(),
+            Family::V6 => Ipv6Packet::new_unchecked(&mut buf[l3..*len]).decrement_hop_limit(),
+        }
+        let nh = NextHop {
+            port: out,
+            family: meta.family,
+            addr: route.via.unwrap_or(meta.dst),
+        };
+        Some((out, nh))
+    }
+
+    /// Turns the frame into the ICMP error for it and routes that to the sender.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn icmp_error(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        in_port: u16,
+        meta: &mut PacketMeta,
+        kind: IcmpError,
+        icmp: &mut IcmpLimiter,
+        counters: &mut Counters,
+    ) -> Option<(u16, NextHop)> {
+        let port = &self.ports[in_port as usize];
+        let l3 = meta.l3_off as usize;
+        let new_len = match meta.family {
+            Family::V4 => {
+                let src = port.v4.first()?;
+                if !icmp_error::should_send_icmpv4_error(meta, &buf[..*len]) || !icmp.take() {
+                    counters.drop(Reason::IcmpSuppressed);
+                    return None;
+                }
+                let (t, c, mtu) = match kind {
+                    IcmpError::NoRoute => (ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0),
+                    IcmpError::TimeExceeded => (ICMP_TIME_EXCEEDED, 0, 0),
+                    IcmpError::TooBig(m) => (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, m),
+                };
+                icmp_error::icmpv4_error_in_place(buf, *len, l3, *src, t, c, mtu)
+            }
+            Family::V6 => {
+                let src = port.v6.first()?;
+                if !icmp_error::should_send_icmpv6_error(meta, &buf[..*len]) || !icmp.take() {
+                    counters.drop(Reason::IcmpSuppressed);
+                    return None;
+                }
+                let (t, c, param) = match kind {
+                    IcmpError::NoRoute => (ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE, 0),
+                    IcmpError::TimeExceeded => (ICMPV6_TIME_EXCEED, 0, 0),
+                    IcmpError::TooBig(m) => (ICMPV6_PKT_TOOBIG, 0, m as u32),
+                };
+                icmp_error::icmpv6_error_in_place(buf, *len, l3, *src, t, c, param)
+            }
+        };
+        let Some(new_len) = new_len else {
+            counters.drop(Reason::IcmpSuppressed);
+            return None;
+        };
+        *len = new_len;
+        let in_port = meta.in_port;
+        *meta = PacketMeta {
+            in_port,
+            out_port: NO_PORT,
+            ..PacketMeta::default()
+        };
+        parse::parse(&buf[..*len], meta).ok()?;
+        let route = self.fib.lookup(meta.family, meta.dst)?;
+        meta.out_port = route.port;
+        counters.event(Event::IcmpSent, 1);
+        Some((
+            route.port,
+            NextHop {
+                port: route.port,
+                family: meta.family,
+                addr: route.via.unwrap_or(meta.dst),
+            },
+        ))
+    }
+}
+
+/// Writes the Ethernet addresses for the hop: destination = the next hop's MAC,
+/// source = the egress port's.
+#[inline]
+pub fn rewrite_l2(buf: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
+    buf[..6].copy_from_slice(&dst);
+    buf[6..12].copy_from_slice(&src);
+}

@@ -1,0 +1,235 @@
+//! One worker: a pinned thread that owns a UMEM and the sockets of its queues, and
+//! runs the poll loop: RX burst -> route each frame -> stage per egress port ->
+//! TX burst + kick -> reclaim completions -> refill fill rings. No allocation, no
+//! lock and no syscall per packet; syscalls only when the kernel asks for them
+//! (need_wakeup) or the worker goes idle.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use crossbeam::channel::Sender;
+
+use crate::{
+    packet::meta::PacketMeta,
+    route::{
+        neigh::{NeighTable, NextHop},
+        Fib,
+    },
+    xsk::{self, FrameBatch, Umem, XskSocket},
+};
+
+use super::{
+    hold::{HoldOutcome, HoldQueue},
+    pipeline::{rewrite_l2, IcmpLimiter, PortInfo, Router},
+    stats::{Counters, Event, Reason, SharedCounters},
+};
+
+/// How long an idle worker sleeps in poll(2) before looking again (it wakes at
+/// once when a frame arrives).
+const IDLE_SLEEP_MS: i32 = 10;
+
+pub struct Worker {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub umem: Umem,
+    /// The sockets this worker serves, and the port of each.
+    pub sockets: Vec<XskSocket>,
+    pub socket_port: Vec<u16>,
+    /// For each port, the socket this worker transmits on.
+    pub tx_socket: Vec<usize>,
+    pub ports: Arc<[PortInfo]>,
+    pub fib: Arc<Fib>,
+    pub neigh: Arc<NeighTable>,
+    pub neigh_requests: Sender<NextHop>,
+    pub shared: Arc<SharedCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub idle_spins: u32,
+}
+
+impl Worker {
+    pub fn run(mut self) {
+        if let Some(core) = self.core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(worker = self.id, core, "could not pin the worker to its core");
+            }
+        }
+        let nports = self.ports.len();
+        let mut counters = Counters::new(nports);
+        let mut tx: Vec<FrameBatch> = (0..nports).map(|_| FrameBatch::default()).collect();
+        let mut rx = FrameBatch::default();
+        let mut hold = HoldQueue::new();
+        let mut meta = PacketMeta::default();
+        let mut icmp = IcmpLimiter::new(1000, 50);
+        let mut pollfds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut idle = 0u32;
+        let mut held_generation = 0u64;
+        let mut last_hold_check = Instant::now();
+        for s in &mut self.sockets {
+            s.refill(&mut self.umem);
+        }
+        let fib = self.fib.clone();
+        let ports = self.ports.clone();
+        let router = Router { fib: &fib, ports: &ports };
+
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            icmp.refill(now);
+            let neigh = self.neigh.load();
+            let mut got = 0;
+            for si in 0..self.sockets.len() {
+                let n = self.sockets[si].rx_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                let in_port = self.socket_port[si];
+                for mut frame in rx.drain() {
+                    let mut len = frame.len();
+                    counters.rx(in_port as usize, len);
+                    let verdict = {
+                        let buf = self.umem.buf_mut(&mut frame);
+                        router.route(buf, &mut len, in_port, &mut meta, &mut icmp, &mut counters)
+                    };
+                    let Some((out, nh)) = verdict else {
+                        self.umem.free(frame);
+                        continue;
+                    };
+                    if len != frame.len() {
+                        self.umem.set_len(&mut frame, len);
+                    }
+                    match neigh.lookup(&nh) {
+                        Some(mac) => {
+                            rewrite_l2(self.umem.data_mut(&mut frame), mac, ports[out as usize].mac);
+                            let batch = &mut tx[out as usize];
+                            batch.push(frame);
+                            if batch.is_full() {
+                                self.flush(out as usize, batch, &mut counters);
+                            }
+                        }
+                        None => match hold.hold(nh, frame, now) {
+                            HoldOutcome::Held { first } => {
+                                counters.event(Event::NeighHeld, 1);
+                                if first {
+                                    counters.event(Event::NeighRequests, 1);
+                                    let _ = self.neigh_requests.try_send(nh);
+                                }
+                            }
+                            HoldOutcome::Full(frame) => {
+                                counters.drop(Reason::NeighOverflow);
+                                self.umem.free(frame);
+                            }
+                        },
+                    }
+                }
+            }
+
+            // Frames waiting for a MAC: look again when the table changed, and every
+            // 100 ms for timeouts.
+            if !hold.is_empty()
+                && (neigh.generation != held_generation || now.duration_since(last_hold_check) >= Duration::from_millis(100))
+            {
+                held_generation = neigh.generation;
+                last_hold_check = now;
+                let umem = &mut self.umem;
+                let mut expired = 0;
+                let mut released = 0;
+                hold.drain_ready(
+                    now,
+                    |nh| neigh.lookup(nh),
+                    |nh, mac, mut frame| {
+                        rewrite_l2(umem.data_mut(&mut frame), mac, ports[nh.port as usize].mac);
+                        let batch = &mut tx[nh.port as usize];
+                        if batch.is_full() {
+                            counters.drop(Reason::TxRingFull);
+                            umem.free(frame);
+                        } else {
+                            batch.push(frame);
+                            released += 1;
+                        }
+                    },
+                    |frame| {
+                        expired += 1;
+                        umem.free(frame);
+                    },
+                );
+                counters.event(Event::NeighReleased, released);
+                for _ in 0..expired {
+                    counters.drop(Reason::NeighTimeout);
+                }
+            }
+
+            for (p, batch) in tx.iter_mut().enumerate() {
+                if !batch.is_empty() {
+                    self.flush(p, batch, &mut counters);
+                }
+            }
+            let mut outstanding = 0;
+            for s in &mut self.sockets {
+                s.kick_tx();
+                s.complete(&mut self.umem);
+                outstanding += s.tx_outstanding();
+            }
+            for s in &mut self.sockets {
+                s.refill(&mut self.umem);
+                if s.rx_needs_wakeup() {
+                    xsk::wake_rx(s.fd());
+                }
+            }
+
+            if got > 0 {
+                idle = 0;
+                counters.publish(&self.shared);
+            } else {
+                idle += 1;
+                counters.event(Event::IdleRounds, 1);
+                if idle % 1024 == 0 {
+                    counters.publish(&self.shared);
+                }
+                if self.idle_spins > 0 && idle >= self.idle_spins && hold.is_empty() && outstanding == 0 {
+                    counters.event(Event::Sleeps, 1);
+                    counters.publish(&self.shared);
+                    xsk::wait_readable(&mut pollfds, IDLE_SLEEP_MS);
+                    idle = 0;
+                }
+            }
+        }
+        counters.publish(&self.shared);
+    }
+
+    /// Hands a port's staged frames to its TX ring; what does not fit after one
+    /// round of reclaiming completions is dropped and counted.
+    #[inline]
+    fn flush(&mut self, port: usize, batch: &mut FrameBatch, counters: &mut Counters) {
+        let s = &mut self.sockets[self.tx_socket[port]];
+        for _ in 0..2 {
+            let lens: [usize; xsk::BATCH] = std::array::from_fn(|i| if i < batch.len() { batch.frame_len(i) } else { 0 });
+            let n = s.tx_burst(batch);
+            for len in &lens[..n] {
+                counters.tx(port, *len);
+            }
+            counters.event(Event::Forwarded, n as u64);
+            if batch.is_empty() {
+                return;
+            }
+            s.kick_tx();
+            s.complete(&mut self.umem);
+        }
+        for _ in 0..batch.len() {
+            counters.drop(Reason::TxRingFull);
+        }
+        self.umem.free_batch(batch);
+    }
+}
