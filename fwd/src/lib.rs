@@ -9,4 +9,7 @@ pub mod config;
 pub mod dataplane;
 pub mod packet;
 pub mod route;
+<<<<<<< HEAD
 pub mod xsk;
+=======
+>>>>>>> packet

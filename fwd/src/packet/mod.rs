@@ -8,11 +8,16 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod meta;
+pub mod parse;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
 
+#[cfg(test)]
+pub(crate) mod testdata;
+
 pub use meta::{Family, PacketMeta};
+pub use parse::{parse, verify_ipv4_header_checksum, ParseError};
 
 /// Why a header view could not be made over a buffer (`new_checked`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
