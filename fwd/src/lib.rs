@@ -9,7 +9,4 @@ pub mod config;
 pub mod dataplane;
 pub mod packet;
 pub mod route;
-<<<<<<< HEAD
 pub mod xsk;
-=======
->>>>>>> packet

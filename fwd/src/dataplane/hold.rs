@@ -26,6 +26,12 @@ pub struct HoldQueue {
     items: Vec<Held>,
 }
 
+/// A frame leaving the queue.
+pub enum Drained {
+    Released(NextHop, [u8; 6], Frame),
+    Expired(Frame),
+}
+
 /// What `hold` did with a frame.
 pub enum HoldOutcome {
     /// Held; `first` when no frame for this next hop was waiting (ask the kernel).
@@ -64,23 +70,22 @@ impl HoldQueue {
     }
 
     /// Takes out, in arrival order, every frame whose next hop `resolve` now knows
-    /// (handed to `send` with the MAC) or whose time is up (handed to `expire`).
+    /// (`Released`, with the MAC) or whose time is up (`Expired`).
     pub fn drain_ready(
         &mut self,
         now: Instant,
         mut resolve: impl FnMut(&NextHop) -> Option<[u8; 6]>,
-        mut send: impl FnMut(NextHop, [u8; 6], Frame),
-        mut expire: impl FnMut(Frame),
+        mut out: impl FnMut(Drained),
     ) {
         let mut i = 0;
         while i < self.items.len() {
             let h = &self.items[i];
             if let Some(mac) = resolve(&h.next_hop) {
                 let h = self.items.remove(i);
-                send(h.next_hop, mac, h.frame);
+                out(Drained::Released(h.next_hop, mac, h.frame));
             } else if now.duration_since(h.since) >= TIMEOUT {
                 let h = self.items.remove(i);
-                expire(h.frame);
+                out(Drained::Expired(h.frame));
             } else {
                 i += 1;
             }

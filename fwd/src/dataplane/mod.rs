@@ -154,7 +154,7 @@ pub fn build_fib(cfg: &Config, ports: &[PortInfo]) -> Result<Fib, RunError> {
                 continue;
             }
             connected.push((net, i as u16));
-            b.add(net, RouteEntry { port: i as u16, via: None })
+            b.add(net, RouteEntry::new(i as u16, None))
                 .map_err(|e| RunError::BadInput(format!("connected route {net} of {}: {e}", p.interface)))?;
         }
     }
@@ -174,7 +174,7 @@ pub fn build_fib(cfg: &Config, ports: &[PortInfo]) -> Result<Fib, RunError> {
                 })?,
             (None, None) => unreachable!("validated in Config::parse"),
         };
-        b.add(r.prefix, RouteEntry { port, via: r.via.map(|v| ip_to_u128(v).1) })
+        b.add(r.prefix, RouteEntry::new(port, r.via))
             .map_err(|e| RunError::BadInput(format!("routes[{i}] ({}): {e}", r.prefix)))?;
     }
     Ok(b.build())
@@ -249,7 +249,12 @@ impl Running {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             ports,
             drops: t.drops.iter().copied().collect(),
-            malformed: stats::MALFORMED_NAMES.iter().zip(t.malformed.iter()).map(|(n, v)| (*n, *v)).filter(|(_, v)| *v > 0).collect(),
+            malformed: crate::packet::parse::ParseError::ALL
+                .iter()
+                .zip(t.malformed.iter())
+                .map(|(e, v)| (e.as_str(), *v))
+                .filter(|(_, v)| *v > 0)
+                .collect(),
             events: t.events.iter().copied().collect(),
         }
     }

@@ -14,12 +14,12 @@ use crate::{
         ipv4::Ipv4Packet,
         ipv6::Ipv6Packet,
         meta::{Family, PacketMeta, NO_PORT},
-        parse,
+        parse::{self, ParseError},
     },
     route::{neigh::NextHop, Fib},
 };
 
-use super::stats::{Counters, Event, Reason};
+use super::stats::{malformed_slot, Counters, Event, Reason};
 
 /// What the dataplane knows of a port at run time.
 #[derive(Clone, Debug)]
@@ -119,9 +119,15 @@ impl Router<'_> {
             out_port: NO_PORT,
             ..PacketMeta::default()
         };
-        if let Err(e) = parse::parse(&buf[..*len], meta) {
-            counters.malformed(e.index());
-            return None;
+        match parse::parse(&buf[..*len], meta) {
+            Ok(()) => {}
+            // A router does not look past L3: Linux forwards these (the L3 fields are
+            // parsed; port matches will not match them, as in iptables).
+            Err(ParseError::TruncatedL4 | ParseError::BadTcpHeader) => meta.l4_valid = false,
+            Err(e) => {
+                counters.malformed(malformed_slot(&e));
+                return None;
+            }
         }
         let port = &self.ports[in_port as usize];
         if buf[..6] != port.mac {
@@ -162,7 +168,7 @@ impl Router<'_> {
         let nh = NextHop {
             port: out,
             family: meta.family,
-            addr: route.via.unwrap_or(meta.dst),
+            addr: route.via.map_or(meta.dst, |v| super::ip_to_u128(v).1),
         };
         Some((out, nh))
     }
@@ -230,7 +236,7 @@ impl Router<'_> {
             NextHop {
                 port: route.port,
                 family: meta.family,
-                addr: route.via.unwrap_or(meta.dst),
+                addr: route.via.map_or(meta.dst, |v| super::ip_to_u128(v).1),
             },
         ))
     }

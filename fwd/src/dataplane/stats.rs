@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::packet::parse::ParseError;
+
 /// Why a frame was not forwarded (or what else happened to it). The names are
 /// what `fwd stats` prints and what tests assert on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +113,15 @@ impl Event {
     }
 }
 
-/// How many distinct parse-error slots we keep (ParseError::index() < this).
-pub const MALFORMED_SLOTS: usize = 16;
+/// How many distinct parse-error slots we keep (one per `ParseError` variant).
+pub const MALFORMED_SLOTS: usize = ParseError::ALL.len();
+
+/// The counter slot of a parse error.
+#[inline]
+pub fn malformed_slot(e: &ParseError) -> usize {
+    let d = std::mem::discriminant(e);
+    ParseError::ALL.iter().position(|x| std::mem::discriminant(x) == d).unwrap_or(0)
+}
 const PORT_COUNTERS: usize = 4;
 const EVENTS_BASE: usize = 0;
 const REASONS_BASE: usize = EVENTS_BASE + Event::ALL.len();

@@ -24,7 +24,7 @@ use crate::{
 };
 
 use super::{
-    hold::{HoldOutcome, HoldQueue},
+    hold::{Drained, HoldOutcome, HoldQueue},
     pipeline::{rewrite_l2, IcmpLimiter, PortInfo, Router},
     stats::{Counters, Event, Reason, SharedCounters},
 };
@@ -146,10 +146,8 @@ impl Worker {
                 let umem = &mut self.umem;
                 let mut expired = 0;
                 let mut released = 0;
-                hold.drain_ready(
-                    now,
-                    |nh| neigh.lookup(nh),
-                    |nh, mac, mut frame| {
+                hold.drain_ready(now, |nh| neigh.lookup(nh), |d| match d {
+                    Drained::Released(nh, mac, mut frame) => {
                         rewrite_l2(umem.data_mut(&mut frame), mac, ports[nh.port as usize].mac);
                         let batch = &mut tx[nh.port as usize];
                         if batch.is_full() {
@@ -159,12 +157,12 @@ impl Worker {
                             batch.push(frame);
                             released += 1;
                         }
-                    },
-                    |frame| {
+                    }
+                    Drained::Expired(frame) => {
                         expired += 1;
                         umem.free(frame);
-                    },
-                );
+                    }
+                });
                 counters.event(Event::NeighReleased, released);
                 for _ in 0..expired {
                     counters.drop(Reason::NeighTimeout);

@@ -1,0 +1,205 @@
+//! The one helper integration tests build their network with: a testbed (three
+//! namespaces from scripts/testbed.sh, unique per test, removed on drop even when
+//! the test panics) and a running fwd daemon in its middle namespace.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Whether this process may build namespaces and attach XDP (root). Tests that
+/// need it say so and pass without doing anything otherwise.
+pub fn privileged() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0")
+}
+
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::privileged() {
+            eprintln!("skipped: needs root (network namespaces, XDP)");
+            return;
+        }
+    };
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The three-namespace testbed: `{prefix}-gen`, `{prefix}-fwd`, `{prefix}-sink`.
+pub struct Testbed {
+    pub prefix: String,
+}
+
+impl Testbed {
+    pub fn up() -> Self {
+        let prefix = format!("t{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
+        let out = Command::new(repo_root().join("scripts/testbed.sh")).args(["up", &prefix]).output().unwrap();
+        assert!(out.status.success(), "testbed up: {}", String::from_utf8_lossy(&out.stderr));
+        Testbed { prefix }
+    }
+
+    pub fn gen(&self) -> String {
+        format!("{}-gen", self.prefix)
+    }
+    pub fn fwd(&self) -> String {
+        format!("{}-fwd", self.prefix)
+    }
+    pub fn sink(&self) -> String {
+        format!("{}-sink", self.prefix)
+    }
+    /// fwd's port towards the generator.
+    pub fn port_a(&self) -> String {
+        format!("{}-a", self.prefix)
+    }
+    /// fwd's port towards the sink.
+    pub fn port_b(&self) -> String {
+        format!("{}-b", self.prefix)
+    }
+
+    /// configs/router.toml with this testbed's interface names.
+    pub fn router_config(&self) -> String {
+        std::fs::read_to_string(repo_root().join("configs/router.toml"))
+            .unwrap()
+            .replace("\"fwd-a\"", &format!("\"{}\"", self.port_a()))
+            .replace("\"fwd-b\"", &format!("\"{}\"", self.port_b()))
+    }
+
+    /// Runs a command in a namespace and returns its output.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip").args(["netns", "exec", ns]).args(args).output().unwrap()
+    }
+
+    pub fn spawn(&self, ns: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether any interface of the fwd namespace still has an XDP program.
+    pub fn xdp_attached(&self) -> bool {
+        let out = Command::new("ip").args(["-n", &self.fwd(), "link", "show"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("xdp")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/testbed.sh")).args(["down", &self.prefix]).output();
+    }
+}
+
+/// A running `fwd run` in the testbed's middle namespace.
+pub struct Fwd {
+    child: Option<Child>,
+    pub stats_file: PathBuf,
+    pub config_file: PathBuf,
+}
+
+pub struct Stopped {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Fwd {
+    pub fn start(tb: &Testbed, config: &str) -> Self {
+        let dir = std::env::temp_dir();
+        let config_file = dir.join(format!("fwd-{}.toml", tb.prefix));
+        let stats_file = dir.join(format!("fwd-{}.stats.json", tb.prefix));
+        let _ = std::fs::remove_file(&stats_file);
+        std::fs::write(&config_file, config).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &tb.fwd(), env!("CARGO_BIN_EXE_fwd"), "run", "-c"])
+            .arg(&config_file)
+            .arg("--stats-file")
+            .arg(&stats_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut fwd = Fwd { child: Some(child), stats_file, config_file };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fwd.stats_file.exists() {
+            if let Some(status) = fwd.child.as_mut().unwrap().try_wait().unwrap() {
+                let s = fwd.stop_inner();
+                panic!("fwd exited at start ({status}): {}{}", s.stdout, s.stderr);
+            }
+            assert!(Instant::now() < deadline, "fwd did not start within 10 s");
+            thread::sleep(Duration::from_millis(50));
+        }
+        fwd
+    }
+
+    /// The latest counters fwd wrote.
+    pub fn stats(&self) -> serde_json::Value {
+        // Let the worker publish and the writer write (every 200 ms).
+        thread::sleep(Duration::from_millis(450));
+        serde_json::from_str(&std::fs::read_to_string(&self.stats_file).unwrap()).unwrap()
+    }
+
+    pub fn drop_count(&self, reason: &str) -> u64 {
+        self.stats()["drops"][reason].as_u64().unwrap()
+    }
+
+    /// SIGINT, then wait (at most 10 s) for a clean exit.
+    pub fn stop(mut self) -> Stopped {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Stopped {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        Stopped {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    /// SIGKILL: what a crash leaves behind.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Fwd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop_inner();
+        }
+        let _ = std::fs::remove_file(&self.stats_file);
+        let _ = std::fs::remove_file(&self.config_file);
+    }
+}
+
+pub fn tool(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools").join(name).to_string_lossy().into_owned()
+}

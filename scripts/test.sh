@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of fwd: installs what is missing, mounts bpffs, then unit,
+# property and integration tests (the integration tests build their own network
+# namespaces and need root). Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test.sh: run as root (AF_XDP, XDP and network namespaces need it)" >&2
+  exit 2
+fi
+scripts/install-deps.sh
+
+echo "test.sh: building"
+cargo build --workspace --all-targets --quiet
+echo "test.sh: running tests"
+# Integration tests each make their own namespaces and pin nothing, so they can run
+# side by side; two at a time matches this 2-core machine.
+cargo test --workspace -- --test-threads 2 "$@"
