@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp_error;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
