@@ -59,7 +59,10 @@ pub fn run(path: &Path, opts: RunOptions) -> u8 {
 /// The counters at exit, as a short table.
 pub fn print_summary(r: &StatsReport) {
     println!("fwd: stopped after {:.1} s", r.uptime_secs);
-    println!("{:<16} {:>12} {:>14} {:>12} {:>14}", "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes");
+    println!(
+        "{:<16} {:>12} {:>14} {:>12} {:>14}",
+        "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
+    );
     for p in &r.ports {
         println!(
             "{:<16} {:>12} {:>14} {:>12} {:>14}",
@@ -67,7 +70,11 @@ pub fn print_summary(r: &StatsReport) {
         );
     }
     let nonzero = |m: &std::collections::BTreeMap<&str, u64>| {
-        m.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        m.iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     println!("events: {}", nonzero(&r.events));
     println!("drops: {}", nonzero(&r.drops));

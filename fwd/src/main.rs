@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad input (config, arguments, files).
 #[derive(Parser)]
-#[command(version, about, long_about, after_help = "Examples:\n  fwd check -c configs/router.toml\n  fwd run -c configs/router.toml --stats-file /run/fwd/stats.json")]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  fwd check -c configs/router.toml\n  fwd run -c configs/router.toml --stats-file /run/fwd/stats.json"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,13 +52,20 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FWD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FWD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { config, stats_file, duration } => fwd::cli::run(
+        Command::Run {
+            config,
+            stats_file,
+            duration,
+        } => fwd::cli::run(
             &config,
             fwd::dataplane::RunOptions {
                 stats_file,

@@ -76,16 +76,19 @@ impl Default for RunOptions {
 
 fn read_sys(ifname: &str, attr: &str) -> Result<String, RunError> {
     let p = format!("/sys/class/net/{ifname}/{attr}");
-    fs::read_to_string(&p).map(|s| s.trim().to_string()).map_err(|e| {
-        RunError::BadInput(format!(
+    fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| {
+            RunError::BadInput(format!(
             "interface {ifname:?}: cannot read {p}: {e} (does it exist in this network namespace?)"
         ))
-    })
+        })
 }
 
 /// Looks up each port's interface and the box's addresses on it.
 pub fn discover_ports(cfg: &Config) -> Result<Vec<PortInfo>, RunError> {
-    let mut nl = Netlink::new().map_err(|e| RunError::Runtime(format!("opening rtnetlink: {e}")))?;
+    let mut nl =
+        Netlink::new().map_err(|e| RunError::Runtime(format!("opening rtnetlink: {e}")))?;
     let kernel_nets = nl
         .addresses()
         .map_err(|e| RunError::Runtime(format!("reading interface addresses: {e}")))?;
@@ -97,7 +100,12 @@ pub fn discover_ports(cfg: &Config) -> Result<Vec<PortInfo>, RunError> {
             .map_err(|_| RunError::Runtime(format!("{}: unreadable ifindex", p.interface)))?;
         let mac = read_sys(&p.interface, "address")?
             .parse::<crate::config::MacAddr>()
-            .map_err(|_| RunError::BadInput(format!("interface {:?} has no Ethernet address", p.interface)))?
+            .map_err(|_| {
+                RunError::BadInput(format!(
+                    "interface {:?} has no Ethernet address",
+                    p.interface
+                ))
+            })?
             .0;
         let mtu: u16 = read_sys(&p.interface, "mtu")?.parse().unwrap_or(1500);
         let mut nets: Vec<IpNet> = p.addresses.clone();
@@ -150,12 +158,15 @@ pub fn build_fib(cfg: &Config, ports: &[PortInfo]) -> Result<Fib, RunError> {
         for net in &p.nets {
             let net = net.trunc();
             // Link-local prefixes are not routed.
-            if matches!(net, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80) || connected.iter().any(|(n, _)| *n == net) {
+            if matches!(net, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80)
+                || connected.iter().any(|(n, _)| *n == net)
+            {
                 continue;
             }
             connected.push((net, i as u16));
-            b.add(net, RouteEntry::new(i as u16, None))
-                .map_err(|e| RunError::BadInput(format!("connected route {net} of {}: {e}", p.interface)))?;
+            b.add(net, RouteEntry::new(i as u16, None)).map_err(|e| {
+                RunError::BadInput(format!("connected route {net} of {}: {e}", p.interface))
+            })?;
         }
     }
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -241,7 +252,11 @@ impl Running {
                     tx_packets: pt.tx_packets,
                     tx_bytes: pt.tx_bytes,
                     xsk,
-                    xdp: self.progs[i].stats().iter().map(|(s, v)| (s.name(), *v)).collect(),
+                    xdp: self.progs[i]
+                        .stats()
+                        .iter()
+                        .map(|(s, v)| (s.name(), *v))
+                        .collect(),
                 }
             })
             .collect();
@@ -263,7 +278,10 @@ impl Running {
 fn write_stats(path: &PathBuf, report: &StatsReport) {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(report).expect("stats serialize");
-    if fs::write(&tmp, text).and_then(|_| fs::rename(&tmp, path)).is_err() {
+    if fs::write(&tmp, text)
+        .and_then(|_| fs::rename(&tmp, path))
+        .is_err()
+    {
         tracing::warn!(path = %path.display(), "cannot write the stats file");
     }
 }
@@ -273,7 +291,8 @@ fn write_stats(path: &PathBuf, report: &StatsReport) {
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| RunError::Runtime(format!("installing signal handlers: {e}")))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| RunError::Runtime(format!("installing signal handlers: {e}")))?;
     }
 
     let ports: Arc<[PortInfo]> = discover_ports(cfg)?.into();
@@ -289,7 +308,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
     let (req_tx, req_rx) = crossbeam::channel::bounded(1024);
     let neigh_thread = netlink::spawn_neigh_sync(
         neigh.clone(),
-        ports.iter().enumerate().map(|(i, p)| (i as u16, p.ifindex)).collect(),
+        ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u16, p.ifindex))
+            .collect(),
         req_rx,
         stop.clone(),
     )
@@ -329,7 +352,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
         let mut assigned = Vec::new();
         for (pi, p) in cfg.ports.iter().enumerate() {
             let qs = &p.get_ref().queues;
-            let mine: Vec<u32> = qs.iter().enumerate().filter(|(k, _)| k % nworkers == w).map(|(_, q)| *q).collect();
+            let mine: Vec<u32> = qs
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % nworkers == w)
+                .map(|(_, q)| *q)
+                .collect();
             if mine.is_empty() {
                 return Err(RunError::BadInput(format!(
                     "port {} has {} queue(s) for {nworkers} workers: every worker needs a queue on every port",
@@ -345,15 +373,26 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
         let mut socket_port = Vec::new();
         let mut tx_socket = vec![usize::MAX; ports.len()];
         for (pi, q) in &assigned {
-            let sc = XskSocketConfig { ring_size: cfg.workers.ring_size, bind: cfg.ports[*pi].get_ref().bind };
+            let sc = XskSocketConfig {
+                ring_size: cfg.workers.ring_size,
+                bind: cfg.ports[*pi].get_ref().bind,
+            };
             let s = XskSocket::bind(&umem, &ports[*pi].interface, *q, &sc)?;
             progs[*pi].register_socket(*q, s.fd())?;
             lines.push(format!(
                 "  worker {w}{}: {} queue {q}: {} mode, XDP {}",
-                cfg.workers.cores.get(w).map(|c| format!(" (core {c})")).unwrap_or_default(),
+                cfg.workers
+                    .cores
+                    .get(w)
+                    .map(|c| format!(" (core {c})"))
+                    .unwrap_or_default(),
                 ports[*pi].interface,
                 if s.zero_copy() { "zero-copy" } else { "copy" },
-                if progs[*pi].mode() == XdpAttachMode::Native { "native" } else { "generic" },
+                if progs[*pi].mode() == XdpAttachMode::Native {
+                    "native"
+                } else {
+                    "generic"
+                },
             ));
             if !s.zero_copy() {
                 tracing::warn!(interface = %ports[*pi].interface, queue = q, "AF_XDP socket runs in copy mode (the driver has no zero-copy support): every frame is copied once by the kernel");
@@ -383,7 +422,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
             idle_spins: cfg.workers.idle_spins,
         });
     }
-    println!("fwd: forwarding on {} port(s) with {nworkers} worker(s)", ports.len());
+    println!(
+        "fwd: forwarding on {} port(s) with {nworkers} worker(s)",
+        ports.len()
+    );
     for l in &lines {
         println!("{l}");
     }
@@ -408,7 +450,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
     let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
-        if opts.duration.is_some_and(|d| running.started.elapsed() >= d) {
+        if opts
+            .duration
+            .is_some_and(|d| running.started.elapsed() >= d)
+        {
             stop.store(true, Ordering::Relaxed);
         }
         if let Some(path) = &opts.stats_file {

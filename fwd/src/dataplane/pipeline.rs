@@ -135,7 +135,8 @@ impl Router<'_> {
             return None;
         }
         let l3 = meta.l3_off as usize;
-        if meta.family == Family::V4 && !Ipv4Packet::new_unchecked(&buf[l3..*len]).verify_checksum() {
+        if meta.family == Family::V4 && !Ipv4Packet::new_unchecked(&buf[l3..*len]).verify_checksum()
+        {
             counters.drop(Reason::BadChecksum);
             return None;
         }
@@ -146,16 +147,33 @@ impl Router<'_> {
         // ip_forward: TTL before MTU before the FORWARD hook, all after routing.
         if meta.ttl <= 1 {
             counters.drop(Reason::TtlExceeded);
-            return self.icmp_error(buf, len, in_port, meta, IcmpError::TimeExceeded, icmp, counters);
+            return self.icmp_error(
+                buf,
+                len,
+                in_port,
+                meta,
+                IcmpError::TimeExceeded,
+                icmp,
+                counters,
+            );
         }
         let out = route.port;
         let mtu = self.ports[out as usize].mtu;
         if meta.ip_len > mtu {
-            let df = meta.family == Family::V6 || Ipv4Packet::new_unchecked(&buf[l3..*len]).dont_frag();
+            let df =
+                meta.family == Family::V6 || Ipv4Packet::new_unchecked(&buf[l3..*len]).dont_frag();
             counters.drop(Reason::TooBig);
             // Linux would fragment a v4 packet without DF; fwd does not fragment.
             return if df {
-                self.icmp_error(buf, len, in_port, meta, IcmpError::TooBig(mtu), icmp, counters)
+                self.icmp_error(
+                    buf,
+                    len,
+                    in_port,
+                    meta,
+                    IcmpError::TooBig(mtu),
+                    icmp,
+                    counters,
+                )
             } else {
                 None
             };
@@ -200,19 +218,19 @@ impl Router<'_> {
                     IcmpError::TimeExceeded => (ICMP_TIME_EXCEEDED, 0, 0),
                     IcmpError::TooBig(m) => (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, m),
                 };
-                icmp_error::icmpv4_error_in_place(buf, *len, l3, *src, t, c, mtu)
+                icmp_error::icmpv4_error_in_place_with(buf, *len, l3, *src, t, c, mtu as u32)
             }
             Family::V6 => {
                 let src = port.v6.first()?;
-                if !icmp_error::should_send_icmpv6_error(meta, &buf[..*len]) || !icmp.take() {
-                    counters.drop(Reason::IcmpSuppressed);
-                    return None;
-                }
                 let (t, c, param) = match kind {
                     IcmpError::NoRoute => (ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE, 0),
                     IcmpError::TimeExceeded => (ICMPV6_TIME_EXCEED, 0, 0),
                     IcmpError::TooBig(m) => (ICMPV6_PKT_TOOBIG, 0, m as u32),
                 };
+                if !icmp_error::should_send_icmpv6_error(meta, &buf[..*len], t, c) || !icmp.take() {
+                    counters.drop(Reason::IcmpSuppressed);
+                    return None;
+                }
                 icmp_error::icmpv6_error_in_place(buf, *len, l3, *src, t, c, param)
             }
         };

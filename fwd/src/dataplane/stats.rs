@@ -120,7 +120,10 @@ pub const MALFORMED_SLOTS: usize = ParseError::ALL.len();
 #[inline]
 pub fn malformed_slot(e: &ParseError) -> usize {
     let d = std::mem::discriminant(e);
-    ParseError::ALL.iter().position(|x| std::mem::discriminant(x) == d).unwrap_or(0)
+    ParseError::ALL
+        .iter()
+        .position(|x| std::mem::discriminant(x) == d)
+        .unwrap_or(0)
 }
 const PORT_COUNTERS: usize = 4;
 const EVENTS_BASE: usize = 0;
@@ -188,7 +191,9 @@ pub struct SharedCounters {
 impl SharedCounters {
     pub fn new(ports: usize) -> Self {
         Self {
-            v: (0..PORTS_BASE + PORT_COUNTERS * ports).map(|_| AtomicU64::new(0)).collect(),
+            v: (0..PORTS_BASE + PORT_COUNTERS * ports)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             ports,
         }
     }
@@ -222,9 +227,17 @@ impl Totals {
         let ports = workers.first().map_or(0, |w| w.ports);
         let s = |i: usize| workers.iter().map(|w| w.get(i)).sum::<u64>();
         Totals {
-            events: Event::ALL.iter().map(|e| (e.name(), s(EVENTS_BASE + *e as usize))).collect(),
-            drops: Reason::ALL.iter().map(|r| (r.name(), s(REASONS_BASE + *r as usize))).collect(),
-            malformed: (0..MALFORMED_SLOTS).map(|i| s(MALFORMED_BASE + i)).collect(),
+            events: Event::ALL
+                .iter()
+                .map(|e| (e.name(), s(EVENTS_BASE + *e as usize)))
+                .collect(),
+            drops: Reason::ALL
+                .iter()
+                .map(|r| (r.name(), s(REASONS_BASE + *r as usize)))
+                .collect(),
+            malformed: (0..MALFORMED_SLOTS)
+                .map(|i| s(MALFORMED_BASE + i))
+                .collect(),
             ports: (0..ports)
                 .map(|p| {
                     let b = PORTS_BASE + PORT_COUNTERS * p;
@@ -240,11 +253,17 @@ impl Totals {
     }
 
     pub fn drop_count(&self, name: &str) -> u64 {
-        self.drops.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+        self.drops
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
     }
 
     pub fn event_count(&self, name: &str) -> u64 {
-        self.events.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+        self.events
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
     }
 }
 

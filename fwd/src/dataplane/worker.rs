@@ -55,7 +55,11 @@ impl Worker {
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                tracing::warn!(worker = self.id, core, "could not pin the worker to its core");
+                tracing::warn!(
+                    worker = self.id,
+                    core,
+                    "could not pin the worker to its core"
+                );
             }
         }
         let nports = self.ports.len();
@@ -82,7 +86,10 @@ impl Worker {
         }
         let fib = self.fib.clone();
         let ports = self.ports.clone();
-        let router = Router { fib: &fib, ports: &ports };
+        let router = Router {
+            fib: &fib,
+            ports: &ports,
+        };
 
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -112,7 +119,11 @@ impl Worker {
                     }
                     match neigh.lookup(&nh) {
                         Some(mac) => {
-                            rewrite_l2(self.umem.data_mut(&mut frame), mac, ports[out as usize].mac);
+                            rewrite_l2(
+                                self.umem.data_mut(&mut frame),
+                                mac,
+                                ports[out as usize].mac,
+                            );
                             let batch = &mut tx[out as usize];
                             batch.push(frame);
                             if batch.is_full() {
@@ -139,30 +150,35 @@ impl Worker {
             // Frames waiting for a MAC: look again when the table changed, and every
             // 100 ms for timeouts.
             if !hold.is_empty()
-                && (neigh.generation != held_generation || now.duration_since(last_hold_check) >= Duration::from_millis(100))
+                && (neigh.generation != held_generation
+                    || now.duration_since(last_hold_check) >= Duration::from_millis(100))
             {
                 held_generation = neigh.generation;
                 last_hold_check = now;
                 let umem = &mut self.umem;
                 let mut expired = 0;
                 let mut released = 0;
-                hold.drain_ready(now, |nh| neigh.lookup(nh), |d| match d {
-                    Drained::Released(nh, mac, mut frame) => {
-                        rewrite_l2(umem.data_mut(&mut frame), mac, ports[nh.port as usize].mac);
-                        let batch = &mut tx[nh.port as usize];
-                        if batch.is_full() {
-                            counters.drop(Reason::TxRingFull);
-                            umem.free(frame);
-                        } else {
-                            batch.push(frame);
-                            released += 1;
+                hold.drain_ready(
+                    now,
+                    |nh| neigh.lookup(nh),
+                    |d| match d {
+                        Drained::Released(nh, mac, mut frame) => {
+                            rewrite_l2(umem.data_mut(&mut frame), mac, ports[nh.port as usize].mac);
+                            let batch = &mut tx[nh.port as usize];
+                            if batch.is_full() {
+                                counters.drop(Reason::TxRingFull);
+                                umem.free(frame);
+                            } else {
+                                batch.push(frame);
+                                released += 1;
+                            }
                         }
-                    }
-                    Drained::Expired(frame) => {
-                        expired += 1;
-                        umem.free(frame);
-                    }
-                });
+                        Drained::Expired(frame) => {
+                            expired += 1;
+                            umem.free(frame);
+                        }
+                    },
+                );
                 counters.event(Event::NeighReleased, released);
                 for _ in 0..expired {
                     counters.drop(Reason::NeighTimeout);
@@ -196,7 +212,11 @@ impl Worker {
                 if idle % 1024 == 0 {
                     counters.publish(&self.shared);
                 }
-                if self.idle_spins > 0 && idle >= self.idle_spins && hold.is_empty() && outstanding == 0 {
+                if self.idle_spins > 0
+                    && idle >= self.idle_spins
+                    && hold.is_empty()
+                    && outstanding == 0
+                {
                     counters.event(Event::Sleeps, 1);
                     counters.publish(&self.shared);
                     xsk::wait_readable(&mut pollfds, IDLE_SLEEP_MS);
@@ -213,7 +233,13 @@ impl Worker {
     fn flush(&mut self, port: usize, batch: &mut FrameBatch, counters: &mut Counters) {
         let s = &mut self.sockets[self.tx_socket[port]];
         for _ in 0..2 {
-            let lens: [usize; xsk::BATCH] = std::array::from_fn(|i| if i < batch.len() { batch.frame_len(i) } else { 0 });
+            let lens: [usize; xsk::BATCH] = std::array::from_fn(|i| {
+                if i < batch.len() {
+                    batch.frame_len(i)
+                } else {
+                    0
+                }
+            });
             let n = s.tx_burst(batch);
             for len in &lens[..n] {
                 counters.tx(port, *len);

@@ -12,7 +12,10 @@ use std::{
 };
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Whether this process may build namespaces and attach XDP (root). Tests that
@@ -45,9 +48,20 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn up() -> Self {
-        let prefix = format!("t{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
-        let out = Command::new(repo_root().join("scripts/testbed.sh")).args(["up", &prefix]).output().unwrap();
-        assert!(out.status.success(), "testbed up: {}", String::from_utf8_lossy(&out.stderr));
+        let prefix = format!(
+            "t{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(repo_root().join("scripts/testbed.sh"))
+            .args(["up", &prefix])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "testbed up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Testbed { prefix }
     }
 
@@ -79,7 +93,11 @@ impl Testbed {
 
     /// Runs a command in a namespace and returns its output.
     pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", ns]).args(args).output().unwrap()
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn spawn(&self, ns: &str, args: &[&str]) -> Child {
@@ -94,14 +112,19 @@ impl Testbed {
 
     /// Whether any interface of the fwd namespace still has an XDP program.
     pub fn xdp_attached(&self) -> bool {
-        let out = Command::new("ip").args(["-n", &self.fwd(), "link", "show"]).output().unwrap();
+        let out = Command::new("ip")
+            .args(["-n", &self.fwd(), "link", "show"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).contains("xdp")
     }
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/testbed.sh")).args(["down", &self.prefix]).output();
+        let _ = Command::new(repo_root().join("scripts/testbed.sh"))
+            .args(["down", &self.prefix])
+            .output();
     }
 }
 
@@ -126,7 +149,14 @@ impl Fwd {
         let _ = std::fs::remove_file(&stats_file);
         std::fs::write(&config_file, config).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &tb.fwd(), env!("CARGO_BIN_EXE_fwd"), "run", "-c"])
+            .args([
+                "netns",
+                "exec",
+                &tb.fwd(),
+                env!("CARGO_BIN_EXE_fwd"),
+                "run",
+                "-c",
+            ])
             .arg(&config_file)
             .arg("--stats-file")
             .arg(&stats_file)
@@ -134,7 +164,11 @@ impl Fwd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut fwd = Fwd { child: Some(child), stats_file, config_file };
+        let mut fwd = Fwd {
+            child: Some(child),
+            stats_file,
+            config_file,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !fwd.stats_file.exists() {
             if let Some(status) = fwd.child.as_mut().unwrap().try_wait().unwrap() {
@@ -165,7 +199,9 @@ impl Fwd {
 
     fn stop_inner(&mut self) -> Stopped {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
@@ -201,5 +237,9 @@ impl Drop for Fwd {
 }
 
 pub fn tool(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools").join(name).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tools")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
