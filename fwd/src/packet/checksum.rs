@@ -79,6 +79,26 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32)
     acc
 }
 
+/// Folded sum of a transport segment (`data`, all of it) and its IPv4
+/// pseudo-header: 0xffff when the checksum inside verifies; `!` of it (with the
+/// field zeroed) is the value to store.
+#[inline]
+pub fn transport_sum_v4(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> u16 {
+    fold(sum(
+        data,
+        pseudo_header_v4(src, dst, proto, data.len() as u16),
+    ))
+}
+
+/// [`transport_sum_v4`] with the IPv6 pseudo-header.
+#[inline]
+pub fn transport_sum_v6(data: &[u8], src: Ipv6Addr, dst: Ipv6Addr, next_header: u8) -> u16 {
+    fold(sum(
+        data,
+        pseudo_header_v6(src, dst, next_header, data.len() as u32),
+    ))
+}
+
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word of the covered data changes
 /// from `old` to `new`, HC' = ~(~HC + ~m + m'). Unlike eqn. 2 this never turns a
 /// correct checksum into -0 (RFC 1624 section 3 and 4).
