@@ -3,14 +3,19 @@
 //!
 //! IPv4 uses strides 16-8-8: a 65536-slot root (256 KiB) plus 1 KiB per 256-slot
 //! child table, at most three dependent loads per lookup. A full DIR-24-8 root would
-//! be 64 MiB per FIB (and per worker copy) to save one load for prefixes longer
-//! than /16; the 16-8-8 layout keeps the hot part of the root in L2 for the few
-//! thousand routes a forwarder like this carries.
+//! be 64 MiB per FIB (and per copy kept during a reload) to save one load for
+//! prefixes longer than /24; 16-8-8 costs 256 KiB plus 1 KiB per /16 and per /24
+//! that hold longer prefixes.
 //!
 //! IPv6 uses 8-bit strides: a 256-slot root and 1 KiB per child table, at most 16
 //! loads (a /48 costs 6, a /64 costs 8). Each prefix of length L adds at most
-//! ceil(L/8) - 1 tables, so memory stays at about 1 KiB x routes x depth; for a
-//! full Internet table a hash-per-length search would be the better trade.
+//! ceil(L/8) - 1 tables, shared with prefixes that have the same leading bytes.
+//!
+//! Measured (`lookup_speed` below, 2-core EPYC VM, release, 10k random routes per
+//! family, random probes): IPv4 10.4 MiB, 3-6 ns/lookup; IPv6 47.6 MiB (about
+//! 5 KiB per unrelated route), 10-23 ns/lookup; build 50-90 ms. Fine for config
+//! and kernel-synced tables; a full Internet IPv6 table would want path
+//! compression or a hash-per-length search instead.
 //!
 //! Slots are `u32`: 0 is "no route", bit 31 set points to a child table, any other
 //! value is a route index + 1 into `entries`. Because prefixes are inserted
@@ -516,10 +521,12 @@ mod tests {
             }
         }
         let v6_ns = t.elapsed().as_nanos() as f64 / (rounds * N) as f64;
+        let mib = |slots: usize| (4 * slots) as f64 / f64::from(1 << 20);
         println!(
-            "fib 10k v4 + 10k v6 routes: build {build:?}, {:.1} MiB, v4 {v4_ns:.1} ns/lookup, \
-             v6 {v6_ns:.1} ns/lookup ({hits} hits)",
-            f.memory_bytes() as f64 / (1 << 20) as f64
+            "fib 10k v4 + 10k v6 routes: build {build:?}; v4 {:.1} MiB, {v4_ns:.1} ns/lookup; \
+             v6 {:.1} MiB, {v6_ns:.1} ns/lookup ({hits} hits)",
+            mib(f.v4_root.len() + f.v4_pool.len()),
+            mib(f.v6_root.len() + f.v6_pool.len()),
         );
         assert!(hits > 0);
     }
