@@ -3,8 +3,8 @@
 //!
 //! IPv4 uses strides 16-8-8: a 65536-slot root (256 KiB) plus 1 KiB per 256-slot
 //! child table, at most three dependent loads per lookup. A full DIR-24-8 root would
-//! be 64 MiB per FIB (and per copy kept during a reload) to save one load for
-//! prefixes longer than /24; 16-8-8 costs 256 KiB plus 1 KiB per /16 and per /24
+//! be 64 MiB per FIB (and per copy kept during a reload) to save one load where
+//! prefixes longer than /16 exist; 16-8-8 costs 256 KiB plus 1 KiB per /16 and per /24
 //! that hold longer prefixes.
 //!
 //! IPv6 uses 8-bit strides: a 256-slot root and 1 KiB per child table, at most 16
