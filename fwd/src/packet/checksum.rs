@@ -188,6 +188,31 @@ mod tests {
     }
 
     #[test]
+    fn rfc1624_zero_and_ffff_checksums() {
+        // Data summing to 0xffff has checksum 0x0000 (RFC 1624 section 3's case).
+        let mut d = [0x12, 0x34, 0x00, 0x00, 0xed, 0xcb];
+        assert_eq!(checksum(&d), 0x0000);
+        d[2..4].copy_from_slice(&0u16.to_be_bytes());
+        // Update from a 0x0000 checksum, to and from 0xffff words.
+        for (old, new) in [(0x1234u16, 0x1235u16), (0x1234, 0xffff), (0x1234, 0x0000)] {
+            let mut e = d;
+            e[0..2].copy_from_slice(&new.to_be_bytes());
+            e[2..4].copy_from_slice(&[0, 0]);
+            assert_eq!(
+                update_u16(0x0000, old, new),
+                checksum(&e),
+                "{old:#x} -> {new:#x}"
+            );
+        }
+        // A change that brings the sum to 0xffff yields 0x0000, never -0 (0xffff),
+        // which eqn. 2 (HC - ~m - m') would produce.
+        let e = [0x12, 0x33, 0x00, 0x00, 0xed, 0xcb];
+        let c = checksum(&e);
+        assert_eq!(c, 0x0001);
+        assert_eq!(update_u16(c, 0x1233, 0x1234), 0x0000);
+    }
+
+    #[test]
     fn pseudo_headers() {
         let v4 = pseudo_header_v4(
             Ipv4Addr::new(192, 168, 0, 1),
