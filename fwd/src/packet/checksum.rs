@@ -79,6 +79,26 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: u32)
     acc
 }
 
+/// Folded sum of a transport segment (`data`, all of it) and its IPv4
+/// pseudo-header: 0xffff when the checksum inside verifies; `!` of it (with the
+/// field zeroed) is the value to store.
+#[inline]
+pub fn transport_sum_v4(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> u16 {
+    fold(sum(
+        data,
+        pseudo_header_v4(src, dst, proto, data.len() as u16),
+    ))
+}
+
+/// [`transport_sum_v4`] with the IPv6 pseudo-header.
+#[inline]
+pub fn transport_sum_v6(data: &[u8], src: Ipv6Addr, dst: Ipv6Addr, next_header: u8) -> u16 {
+    fold(sum(
+        data,
+        pseudo_header_v6(src, dst, next_header, data.len() as u32),
+    ))
+}
+
 /// RFC 1624 eqn. 3: the checksum after one 16-bit word of the covered data changes
 /// from `old` to `new`, HC' = ~(~HC + ~m + m'). Unlike eqn. 2 this never turns a
 /// correct checksum into -0 (RFC 1624 section 3 and 4).
@@ -165,6 +185,31 @@ mod tests {
         // HC = 0xdd2f, m = 0x5555 -> m' = 0x3285: eqn. 3 gives 0x0000 (eqn. 2 would
         // give the wrong 0xffff).
         assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    #[test]
+    fn rfc1624_zero_and_ffff_checksums() {
+        // Data summing to 0xffff has checksum 0x0000 (RFC 1624 section 3's case).
+        let mut d = [0x12, 0x34, 0x00, 0x00, 0xed, 0xcb];
+        assert_eq!(checksum(&d), 0x0000);
+        d[2..4].copy_from_slice(&0u16.to_be_bytes());
+        // Update from a 0x0000 checksum, to and from 0xffff words.
+        for (old, new) in [(0x1234u16, 0x1235u16), (0x1234, 0xffff), (0x1234, 0x0000)] {
+            let mut e = d;
+            e[0..2].copy_from_slice(&new.to_be_bytes());
+            e[2..4].copy_from_slice(&[0, 0]);
+            assert_eq!(
+                update_u16(0x0000, old, new),
+                checksum(&e),
+                "{old:#x} -> {new:#x}"
+            );
+        }
+        // A change that brings the sum to 0xffff yields 0x0000, never -0 (0xffff),
+        // which eqn. 2 (HC - ~m - m') would produce.
+        let e = [0x12, 0x33, 0x00, 0x00, 0xed, 0xcb];
+        let c = checksum(&e);
+        assert_eq!(c, 0x0001);
+        assert_eq!(update_u16(c, 0x1233, 0x1234), 0x0000);
     }
 
     #[test]

@@ -113,9 +113,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// RFC 4443 2.3: the checksum covers the pseudo-header and the whole message.
     #[inline]
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::ICMPV6, b.len() as u32);
-        checksum::fold(checksum::sum(b, ph)) == 0xffff
+        checksum::transport_sum_v6(self.buffer.as_ref(), src, dst, protocol::ICMPV6) == 0xffff
     }
 }
 
@@ -158,9 +156,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     #[inline]
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::ICMPV6, b.len() as u32);
-        let c = !checksum::fold(checksum::sum(b, ph));
+        let c = !checksum::transport_sum_v6(self.buffer.as_ref(), src, dst, protocol::ICMPV6);
         self.set_checksum(c)
     }
 }

@@ -150,16 +150,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     #[inline]
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v4(src, dst, protocol::TCP, b.len() as u16);
-        checksum::fold(checksum::sum(b, ph)) == 0xffff
+        checksum::transport_sum_v4(self.buffer.as_ref(), src, dst, protocol::TCP) == 0xffff
     }
 
     #[inline]
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::TCP, b.len() as u32);
-        checksum::fold(checksum::sum(b, ph)) == 0xffff
+        checksum::transport_sum_v6(self.buffer.as_ref(), src, dst, protocol::TCP) == 0xffff
     }
 }
 
@@ -220,18 +216,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v4(src, dst, protocol::TCP, b.len() as u16);
-        let c = !checksum::fold(checksum::sum(b, ph));
+        let c = !checksum::transport_sum_v4(self.buffer.as_ref(), src, dst, protocol::TCP);
         self.set_checksum(c)
     }
 
     #[inline]
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::TCP, b.len() as u32);
-        let c = !checksum::fold(checksum::sum(b, ph));
+        let c = !checksum::transport_sum_v6(self.buffer.as_ref(), src, dst, protocol::TCP);
         self.set_checksum(c)
     }
 }

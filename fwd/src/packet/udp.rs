@@ -89,8 +89,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let ph = checksum::pseudo_header_v4(src, dst, protocol::UDP, self.len());
-        checksum::fold(checksum::sum(self.datagram(), ph)) == 0xffff
+        checksum::transport_sum_v4(self.datagram(), src, dst, protocol::UDP) == 0xffff
     }
 
     /// Over IPv6 the checksum is mandatory: 0 never verifies (RFC 8200 8.1).
@@ -99,8 +98,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return false;
         }
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::UDP, u32::from(self.len()));
-        checksum::fold(checksum::sum(self.datagram(), ph)) == 0xffff
+        checksum::transport_sum_v6(self.datagram(), src, dst, protocol::UDP) == 0xffff
     }
 }
 
@@ -135,16 +133,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
-        let ph = checksum::pseudo_header_v4(src, dst, protocol::UDP, self.len());
-        let c = !checksum::fold(checksum::sum(self.datagram(), ph));
+        let c = !checksum::transport_sum_v4(self.datagram(), src, dst, protocol::UDP);
         self.set_checksum(if c == 0 { 0xffff } else { c })
     }
 
     #[inline]
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let ph = checksum::pseudo_header_v6(src, dst, protocol::UDP, u32::from(self.len()));
-        let c = !checksum::fold(checksum::sum(self.datagram(), ph));
+        let c = !checksum::transport_sum_v6(self.datagram(), src, dst, protocol::UDP);
         self.set_checksum(if c == 0 { 0xffff } else { c })
     }
 }

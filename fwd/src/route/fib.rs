@@ -3,14 +3,19 @@
 //!
 //! IPv4 uses strides 16-8-8: a 65536-slot root (256 KiB) plus 1 KiB per 256-slot
 //! child table, at most three dependent loads per lookup. A full DIR-24-8 root would
-//! be 64 MiB per FIB (and per worker copy) to save one load for prefixes longer
-//! than /16; the 16-8-8 layout keeps the hot part of the root in L2 for the few
-//! thousand routes a forwarder like this carries.
+//! be 64 MiB per FIB (and per copy kept during a reload) to save one load where
+//! prefixes longer than /16 exist; 16-8-8 costs 256 KiB plus 1 KiB per /16 and per /24
+//! that hold longer prefixes.
 //!
 //! IPv6 uses 8-bit strides: a 256-slot root and 1 KiB per child table, at most 16
 //! loads (a /48 costs 6, a /64 costs 8). Each prefix of length L adds at most
-//! ceil(L/8) - 1 tables, so memory stays at about 1 KiB x routes x depth; for a
-//! full Internet table a hash-per-length search would be the better trade.
+//! ceil(L/8) - 1 tables, shared with prefixes that have the same leading bytes.
+//!
+//! Measured (`lookup_speed` below, 2-core EPYC VM, release, 10k random routes per
+//! family, random probes): IPv4 10.4 MiB, 3-6 ns/lookup; IPv6 47.6 MiB (about
+//! 5 KiB per unrelated route), 10-23 ns/lookup; build 50-90 ms. Fine for config
+//! and kernel-synced tables; a full Internet IPv6 table would want path
+//! compression or a hash-per-length search instead.
 //!
 //! Slots are `u32`: 0 is "no route", bit 31 set points to a child table, any other
 //! value is a route index + 1 into `entries`. Because prefixes are inserted
@@ -123,11 +128,11 @@ impl FibBuilder {
         // Shortest first: see the module comment.
         self.v4.sort_unstable_by_key(|&(_, len, _)| len);
         self.v6.sort_unstable_by_key(|&(_, len, _)| len);
-        let mut v4 = Trie::new(V4_ROOT_BITS, &[8, 8]);
+        let mut v4 = Trie::new(V4_ROOT_BITS, 2);
         for &(addr, len, idx) in &self.v4 {
             v4.insert(u128::from(addr) << 96, len, idx + 1);
         }
-        let mut v6 = Trie::new(8, &[8; 15]);
+        let mut v6 = Trie::new(8, 15);
         for &(addr, len, idx) in &self.v6 {
             v6.insert(addr, len, idx + 1);
         }
@@ -154,11 +159,11 @@ struct Trie {
 }
 
 impl Trie {
-    fn new(root_bits: u32, rest: &[u32]) -> Self {
-        debug_assert!(rest.iter().all(|&s| s == 8));
+    /// `root_bits` for the root, then `levels` levels of 8 bits.
+    fn new(root_bits: u32, levels: usize) -> Self {
         Trie {
             root_bits,
-            levels: rest.len(),
+            levels,
             root: vec![NONE; 1 << root_bits],
             pool: Vec::new(),
         }
@@ -460,6 +465,70 @@ mod tests {
         );
         assert_eq!(port_of(f.lookup_v6(v6("2001:db8:0:3e7::9"))), Some(2));
         assert_eq!(f.lookup_v6(v6("2001:db8:0:3e8::9")), None);
+    }
+
+    /// Lookup cost on a 10k-route table per family; not a benchmark suite, a quick
+    /// figure for this design note. Reproduce with:
+    /// `cargo test -p fwd --release --lib route::fib::tests::lookup_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn lookup_speed() {
+        use std::time::Instant;
+        // xorshift64: deterministic, no dependency.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut b = FibBuilder::new();
+        let (mut n4, mut n6) = (0, 0);
+        while n4 < 10_000 {
+            let len = [8u8, 16, 20, 22, 24, 24, 24, 28, 32][(next() % 9) as usize];
+            let n = IpNet::new(Ipv4Addr::from(next() as u32).into(), len)
+                .unwrap()
+                .trunc();
+            n4 += usize::from(b.add(n, RouteEntry::new(1, None)).is_ok());
+        }
+        while n6 < 10_000 {
+            let len = [32u8, 40, 48, 48, 56, 64, 64, 128][(next() % 8) as usize];
+            let a = (0x2000_u128 << 112) | (u128::from(next()) << 64 | u128::from(next())) >> 4;
+            let n = IpNet::new(Ipv6Addr::from(a).into(), len).unwrap().trunc();
+            n6 += usize::from(b.add(n, RouteEntry::new(2, None)).is_ok());
+        }
+        let t = Instant::now();
+        let f = b.build();
+        let build = t.elapsed();
+        const N: usize = 1 << 16;
+        let probes4: Vec<u32> = (0..N).map(|_| next() as u32).collect();
+        let probes6: Vec<u128> = (0..N)
+            .map(|_| (0x2000_u128 << 112) | (u128::from(next()) << 64) >> 4)
+            .collect();
+        let rounds = 100;
+        let t = Instant::now();
+        let mut hits = 0usize;
+        for _ in 0..rounds {
+            for &a in &probes4 {
+                hits += usize::from(std::hint::black_box(f.lookup_v4(a)).is_some());
+            }
+        }
+        let v4_ns = t.elapsed().as_nanos() as f64 / (rounds * N) as f64;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for &a in &probes6 {
+                hits += usize::from(std::hint::black_box(f.lookup_v6(a)).is_some());
+            }
+        }
+        let v6_ns = t.elapsed().as_nanos() as f64 / (rounds * N) as f64;
+        let mib = |slots: usize| (4 * slots) as f64 / f64::from(1 << 20);
+        println!(
+            "fib 10k v4 + 10k v6 routes: build {build:?}; v4 {:.1} MiB, {v4_ns:.1} ns/lookup; \
+             v6 {:.1} MiB, {v6_ns:.1} ns/lookup ({hits} hits)",
+            mib(f.v4_root.len() + f.v4_pool.len()),
+            mib(f.v6_root.len() + f.v6_pool.len()),
+        );
+        assert!(hits > 0);
     }
 
     /// The oracle: scan every route, keep the longest match.
