@@ -39,13 +39,13 @@ up() {
     ip netns add "$ns"
     ip -n "$ns" link set lo up
   done
-  ip link add "$P-g" netns "$GEN" type veth peer name "$P-a" netns "$FWD"
-  ip link add "$P-s" netns "$SINK" type veth peer name "$P-b" netns "$FWD"
-
+  # Before the veths exist, so they inherit "default": no DAD, addresses usable at once.
   ip netns exec "$FWD" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
   for ns in "$GEN" "$FWD" "$SINK"; do
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   done
+  ip link add "$P-g" netns "$GEN" type veth peer name "$P-a" netns "$FWD"
+  ip link add "$P-s" netns "$SINK" type veth peer name "$P-b" netns "$FWD"
 
   ip -n "$GEN" addr add 198.18.0.2/24 dev "$P-g"
   ip -n "$GEN" addr add 2001:db8:a::2/64 dev "$P-g" nodad
