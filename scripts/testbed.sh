@@ -13,6 +13,7 @@
 # the wire carry real checksums (AF_XDP sees the bytes, not skb metadata).
 #
 # Usage: scripts/testbed.sh up|down [PREFIX]    (PREFIX: up to 12 characters, default "fwd")
+# QUEUES=N in the environment gives every veth N RX/TX queues (default 1).
 set -euo pipefail
 
 cmd=${1:-}
@@ -44,8 +45,11 @@ up() {
   for ns in "$GEN" "$FWD" "$SINK"; do
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   done
-  ip link add "$P-g" netns "$GEN" type veth peer name "$P-a" netns "$FWD"
-  ip link add "$P-s" netns "$SINK" type veth peer name "$P-b" netns "$FWD"
+  q="numtxqueues ${QUEUES:-1} numrxqueues ${QUEUES:-1}"
+  # shellcheck disable=SC2086
+  ip link add "$P-g" netns "$GEN" $q type veth peer name "$P-a" netns "$FWD" $q
+  # shellcheck disable=SC2086
+  ip link add "$P-s" netns "$SINK" $q type veth peer name "$P-b" netns "$FWD" $q
 
   ip -n "$GEN" addr add 198.18.0.2/24 dev "$P-g"
   ip -n "$GEN" addr add 2001:db8:a::2/64 dev "$P-g" nodad
@@ -74,7 +78,7 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

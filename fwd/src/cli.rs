@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::{
     config::Config,
-    dataplane::{self, RunError, RunOptions, StatsReport},
+    control::{self, Request},
+    dataplane::{self, PortReport, RunError, RunOptions, StatsReport},
 };
 
 pub const EXIT_OK: u8 = 0;
@@ -40,7 +41,7 @@ pub fn run(path: &Path, opts: RunOptions) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match dataplane::run(&cfg, &opts) {
+    match dataplane::run(cfg, path, &opts) {
         Ok(report) => {
             print_summary(&report);
             EXIT_OK
@@ -69,7 +70,141 @@ pub fn print_summary(r: &StatsReport) {
             p.interface, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
         );
     }
-    let nonzero = |m: &std::collections::BTreeMap<&str, u64>| {
+    print_reasons(r);
+}
+
+/// Where the daemon's control socket is: `--socket`, else the config's, else the default.
+pub fn control_path(
+    socket: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<std::path::PathBuf, u8> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    match config {
+        Some(c) => load(c).map(|cfg| cfg.control.socket),
+        None => Ok(crate::config::default_control_socket()),
+    }
+}
+
+fn ask(path: &Path, req: Request) -> Result<serde_json::Value, u8> {
+    match control::request(path, &req) {
+        Ok(r) if r.ok => Ok(r.data.unwrap_or_default()),
+        Ok(r) => {
+            eprintln!("fwd: {}", r.error.unwrap_or_default());
+            Err(EXIT_RUNTIME)
+        }
+        Err(e) => {
+            eprintln!("fwd: {e}");
+            Err(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `fwd stats`: the daemon's counters; with `watch`, refreshed every second with rates.
+pub fn stats(path: &Path, json: bool, watch: bool) -> u8 {
+    let get = || -> Result<StatsReport, u8> {
+        let v = ask(path, Request::Stats)?;
+        serde_json::from_value(v).map_err(|e| {
+            eprintln!("fwd: unexpected stats reply: {e}");
+            EXIT_RUNTIME
+        })
+    };
+    let mut prev: Option<(std::time::Instant, StatsReport)> = None;
+    loop {
+        let r = match get() {
+            Ok(r) => r,
+            Err(c) => return c,
+        };
+        let now = std::time::Instant::now();
+        if json {
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            print_stats(
+                &r,
+                prev.as_ref()
+                    .map(|(t, p)| (now.duration_since(*t).as_secs_f64(), p)),
+            );
+        }
+        if !watch {
+            return EXIT_OK;
+        }
+        prev = Some((now, r));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// `fwd reload`: ask the daemon to re-read its config.
+pub fn reload(path: &Path) -> u8 {
+    match ask(path, Request::Reload) {
+        Ok(v) => {
+            println!("fwd: reloaded ({})", v.as_str().unwrap_or_default());
+            EXIT_OK
+        }
+        Err(_) => EXIT_BAD_INPUT,
+    }
+}
+
+fn print_stats(r: &StatsReport, prev: Option<(f64, &StatsReport)>) {
+    println!(
+        "uptime {:.1} s, reloads {} ({})",
+        r.uptime_secs,
+        r.reloads,
+        if r.last_reload.is_empty() {
+            "none"
+        } else {
+            &r.last_reload
+        }
+    );
+    println!(
+        "{:<16} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "port",
+        "rx_packets",
+        "rx_Mpps",
+        "tx_packets",
+        "tx_Mpps",
+        "xsk_drop",
+        "fill_empty",
+        "ring_full"
+    );
+    for (i, p) in r.ports.iter().enumerate() {
+        let rate = |f: &dyn Fn(&PortReport) -> u64| match prev {
+            Some((dt, old)) if dt > 0.0 => {
+                format!("{:.3}", (f(p) - f(&old.ports[i])) as f64 / dt / 1e6)
+            }
+            _ => "-".into(),
+        };
+        println!(
+            "{:<16} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            p.interface,
+            p.rx_packets,
+            rate(&|p| p.rx_packets),
+            p.tx_packets,
+            rate(&|p| p.tx_packets),
+            p.xsk.rx_dropped,
+            p.xsk.rx_fill_ring_empty_descs,
+            p.xsk.rx_ring_full
+        );
+    }
+    for w in &r.workers {
+        let qs: Vec<String> = w.queues.iter().map(|(i, q)| format!("{i}:{q}")).collect();
+        println!(
+            "worker {}{}: {} rx_packets={}",
+            w.id,
+            w.core.map(|c| format!(" (core {c})")).unwrap_or_default(),
+            qs.join(" "),
+            w.rx_packets
+        );
+    }
+    print_reasons(r);
+}
+
+/// The non-zero events, drops and malformed counters, one line each.
+fn print_reasons(r: &StatsReport) {
+    let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
         m.iter()
             .filter(|(_, v)| **v > 0)
             .map(|(k, v)| format!("{k}={v}"))

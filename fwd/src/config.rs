@@ -25,6 +25,39 @@ pub struct Config {
     pub neighbours: Vec<toml::Spanned<NeighbourConfig>>,
     #[serde(default)]
     pub workers: WorkersConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The daemon's control socket (for `fwd stats`, `fwd rules`, `fwd reload`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_control_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: default_control_socket(),
+        }
+    }
+}
+
+pub fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/fwd/fwd.sock")
+}
+
+/// Prometheus exposition; off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// e.g. "127.0.0.1:9464"
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One interface fwd forwards on.

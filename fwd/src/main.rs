@@ -48,6 +48,42 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Show the running daemon's counters: per port rx/tx and Mpps, the kernel's
+    /// XDP_STATISTICS, drops by reason, per-worker queues.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        /// One JSON object per sample instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second (with rates) until interrupted.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Make the running daemon re-read its config (same as SIGHUP). Routes,
+    /// neighbours and rules change in place; a config that fails to load is refused
+    /// with its errors and the running tables stay.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which daemon to talk to.
+#[derive(clap::Args)]
+struct Target {
+    /// The daemon's control socket (default: the config's `[control] socket`, else /run/fwd/fwd.sock).
+    #[arg(short, long)]
+    socket: Option<PathBuf>,
+    /// Take the control socket path from this config.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn path(&self) -> Result<PathBuf, u8> {
+        fwd::cli::control_path(self.socket.as_deref(), self.config.as_deref())
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,6 +110,18 @@ fn main() -> ExitCode {
             },
         ),
         Command::Check { config } => fwd::cli::check(&config),
+        Command::Stats {
+            target,
+            json,
+            watch,
+        } => match target.path() {
+            Ok(p) => fwd::cli::stats(&p, json, watch),
+            Err(c) => c,
+        },
+        Command::Reload { target } => match target.path() {
+            Ok(p) => fwd::cli::reload(&p),
+            Err(c) => c,
+        },
     };
     ExitCode::from(code)
 }

@@ -1,37 +1,40 @@
 //! The forwarding daemon: sets up ports, XDP programs, workers and the neighbour
-//! sync from a [`Config`], runs until SIGINT/SIGTERM, and tears everything down.
+//! sync from a [`Config`], serves the control socket, reloads on request, runs
+//! until SIGINT/SIGTERM, and tears everything down.
 
 pub mod hold;
 pub mod pipeline;
+pub mod report;
+pub mod setup;
 pub mod stats;
 pub mod worker;
 
 use std::{
     fs,
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
     },
     thread,
     time::{Duration, Instant},
 };
 
-use ipnet::IpNet;
+use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 
 use crate::{
     config::Config,
-    packet::meta::Family,
-    route::{
-        neigh::NeighTable,
-        netlink::{self, Netlink},
-        Fib, FibBuilder, RouteEntry,
+    control::{self, metrics, Reply, Request},
+    route::{neigh::NeighTable, netlink, Fib},
+    xsk::{
+        self, SocketStats, Umem, XdpAttachMode, XdpProg, XdpStatsReader, XskSocket, XskSocketConfig,
     },
-    xsk::{self, SocketStats, Umem, XdpAttachMode, XdpProg, XskSocket, XskSocketConfig},
 };
+
+pub use report::{PortReport, StatsReport, WorkerReport};
+pub use setup::{build_fib, discover_ports, ip_to_u128};
 
 use pipeline::PortInfo;
 use stats::{SharedCounters, Totals};
@@ -74,157 +77,37 @@ impl Default for RunOptions {
     }
 }
 
-fn read_sys(ifname: &str, attr: &str) -> Result<String, RunError> {
-    let p = format!("/sys/class/net/{ifname}/{attr}");
-    fs::read_to_string(&p)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| {
-            RunError::BadInput(format!(
-            "interface {ifname:?}: cannot read {p}: {e} (does it exist in this network namespace?)"
-        ))
-        })
+/// What the workers judge frames against; replaced whole on reload (built off the
+/// hot path, published with one pointer swap, freed when the last worker lets go).
+pub struct Tables {
+    pub fib: Fib,
+    pub generation: u64,
 }
 
-/// Looks up each port's interface and the box's addresses on it.
-pub fn discover_ports(cfg: &Config) -> Result<Vec<PortInfo>, RunError> {
-    let mut nl =
-        Netlink::new().map_err(|e| RunError::Runtime(format!("opening rtnetlink: {e}")))?;
-    let kernel_nets = nl
-        .addresses()
-        .map_err(|e| RunError::Runtime(format!("reading interface addresses: {e}")))?;
-    let mut ports = Vec::new();
-    for p in &cfg.ports {
-        let p = p.get_ref();
-        let ifindex: u32 = read_sys(&p.interface, "ifindex")?
-            .parse()
-            .map_err(|_| RunError::Runtime(format!("{}: unreadable ifindex", p.interface)))?;
-        let mac = read_sys(&p.interface, "address")?
-            .parse::<crate::config::MacAddr>()
-            .map_err(|_| {
-                RunError::BadInput(format!(
-                    "interface {:?} has no Ethernet address",
-                    p.interface
-                ))
-            })?
-            .0;
-        let mtu: u16 = read_sys(&p.interface, "mtu")?.parse().unwrap_or(1500);
-        let mut nets: Vec<IpNet> = p.addresses.clone();
-        for (idx, net) in &kernel_nets {
-            if *idx == ifindex && !nets.iter().any(|n| n.addr() == net.addr()) {
-                nets.push(*net);
-            }
-        }
-        let v4 = nets
-            .iter()
-            .filter_map(|n| match n.addr() {
-                IpAddr::V4(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        // ICMPv6 errors must not come from a link-local source when a global one exists.
-        let v6 = nets
-            .iter()
-            .filter_map(|n| match n.addr() {
-                IpAddr::V6(a) if a.segments()[0] & 0xffc0 != 0xfe80 => Some(a),
-                _ => None,
-            })
-            .collect();
-        ports.push(PortInfo {
-            interface: p.interface.clone(),
-            ifindex,
-            mac,
-            mtu,
-            v4,
-            v6,
-            nets,
-        });
-    }
-    Ok(ports)
-}
+/// A worker's core and the (interface, queue) pairs it serves.
+type WorkerLayout = (Option<usize>, Vec<(String, u32)>);
 
-pub fn ip_to_u128(a: IpAddr) -> (Family, u128) {
-    match a {
-        IpAddr::V4(a) => (Family::V4, u32::from(a) as u128),
-        IpAddr::V6(a) => (Family::V6, u128::from(a)),
-    }
-}
-
-/// Connected routes for every port's prefixes (like the kernel's), then the
-/// config's routes.
-pub fn build_fib(cfg: &Config, ports: &[PortInfo]) -> Result<Fib, RunError> {
-    let mut b = FibBuilder::new();
-    let mut connected: Vec<(IpNet, u16)> = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        for net in &p.nets {
-            let net = net.trunc();
-            // Link-local prefixes are not routed.
-            if matches!(net, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80)
-                || connected.iter().any(|(n, _)| *n == net)
-            {
-                continue;
-            }
-            connected.push((net, i as u16));
-            b.add(net, RouteEntry::new(i as u16, None)).map_err(|e| {
-                RunError::BadInput(format!("connected route {net} of {}: {e}", p.interface))
-            })?;
-        }
-    }
-    for (i, r) in cfg.routes.iter().enumerate() {
-        let r = r.get_ref();
-        let port = match (&r.interface, r.via) {
-            (Some(ifname), _) => cfg.port_index(ifname).expect("validated in Config::parse") as u16,
-            (None, Some(via)) => connected
-                .iter()
-                .filter(|(n, _)| n.contains(&via))
-                .max_by_key(|(n, _)| n.prefix_len())
-                .map(|(_, p)| *p)
-                .ok_or_else(|| {
-                    RunError::BadInput(format!(
-                        "routes[{i}]: next hop {via} is on none of the ports' subnets; add `interface`"
-                    ))
-                })?,
-            (None, None) => unreachable!("validated in Config::parse"),
-        };
-        b.add(r.prefix, RouteEntry::new(port, r.via))
-            .map_err(|e| RunError::BadInput(format!("routes[{i}] ({}): {e}", r.prefix)))?;
-    }
-    Ok(b.build())
-}
-
-/// The counters as `--stats-file` and `fwd stats` show them.
-#[derive(Debug, Serialize)]
-pub struct StatsReport {
-    pub uptime_secs: f64,
-    pub ports: Vec<PortReport>,
-    pub drops: std::collections::BTreeMap<&'static str, u64>,
-    pub malformed: std::collections::BTreeMap<&'static str, u64>,
-    pub events: std::collections::BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PortReport {
-    pub interface: String,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    /// The kernel's XDP_STATISTICS, summed over this port's sockets.
-    pub xsk: SocketStats,
-    /// Where the XDP program sent frames (redirect to fwd, or pass to the kernel why).
-    pub xdp: std::collections::BTreeMap<&'static str, u64>,
-}
-
-/// What the running daemon keeps to answer for its counters.
-struct Running {
+/// The daemon's shared state: what the control socket, SIGHUP and the stats
+/// writer need.
+struct Daemon {
+    config_path: PathBuf,
+    config: Mutex<Config>,
     started: Instant,
     ports: Arc<[PortInfo]>,
-    progs: Vec<XdpProg>,
+    tables: Arc<ArcSwap<Tables>>,
+    neigh: Arc<NeighTable>,
+    xdp_stats: Vec<XdpStatsReader>,
     /// (port, socket fd) of every socket, for XDP_STATISTICS.
     socket_fds: Vec<(usize, i32)>,
     counters: Vec<Arc<SharedCounters>>,
+    /// Each worker's core and (interface, queue) list.
+    workers: Vec<WorkerLayout>,
+    reloads: AtomicU64,
+    last_reload: Mutex<String>,
+    reload_lock: Mutex<()>,
 }
 
-impl Running {
+impl Daemon {
     fn report(&self) -> StatsReport {
         let shared: Vec<&SharedCounters> = self.counters.iter().map(|c| c.as_ref()).collect();
         let t = Totals::sum(&shared);
@@ -252,10 +135,10 @@ impl Running {
                     tx_packets: pt.tx_packets,
                     tx_bytes: pt.tx_bytes,
                     xsk,
-                    xdp: self.progs[i]
-                        .stats()
+                    xdp: self.xdp_stats[i]
+                        .read()
                         .iter()
-                        .map(|(s, v)| (s.name(), *v))
+                        .map(|(s, v)| (s.name().to_string(), *v))
                         .collect(),
                 }
             })
@@ -263,19 +146,145 @@ impl Running {
         StatsReport {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             ports,
-            drops: t.drops.iter().copied().collect(),
+            drops: t.drops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             malformed: crate::packet::parse::ParseError::ALL
                 .iter()
                 .zip(t.malformed.iter())
-                .map(|(e, v)| (e.as_str(), *v))
-                .filter(|(_, v)| *v > 0)
+                .filter(|(_, v)| **v > 0)
+                .map(|(e, v)| (e.as_str().to_string(), *v))
                 .collect(),
-            events: t.events.iter().copied().collect(),
+            events: t.events.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            latency_ns: t
+                .latency
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (stats::latency_bound_ns(k), *v))
+                .collect(),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            last_reload: self
+                .last_reload
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
+            workers: self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(id, (core, queues))| WorkerReport {
+                    id,
+                    core: *core,
+                    queues: queues.clone(),
+                    rx_packets: self.counters[id].rx_packets(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Re-reads the config file and swaps in new tables. A config that fails to
+    /// load, or that changes what cannot change while running (ports, queues,
+    /// workers), changes nothing and is reported.
+    fn reload(&self) -> Result<String, String> {
+        let _one_at_a_time = self
+            .reload_lock
+            .lock()
+            .map_err(|_| "reload lock poisoned".to_string())?;
+        let result = self.try_reload();
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        let summary = match &result {
+            Ok(s) => format!("ok: {s}"),
+            Err(e) => format!("refused: {e}"),
+        };
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = summary;
+        }
+        match &result {
+            Ok(s) => tracing::info!("reload: {s}"),
+            Err(e) => tracing::warn!("reload refused, the running tables stay: {e}"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let mut cur = self
+            .config
+            .lock()
+            .map_err(|_| "config lock poisoned".to_string())?;
+        let shape = |c: &Config| {
+            (
+                c.ports
+                    .iter()
+                    .map(|p| {
+                        let p = p.get_ref();
+                        (
+                            p.interface.clone(),
+                            p.queues.clone(),
+                            p.xdp_mode,
+                            p.bind,
+                            p.addresses.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                c.workers.cores.clone(),
+                c.workers.ring_size,
+                c.workers.frames_per_socket,
+                c.control.socket.clone(),
+                c.metrics.listen,
+            )
+        };
+        if shape(&new) != shape(&cur) {
+            return Err(
+                "ports, queues, workers, control or metrics changed: these need a restart (`fwd run` again); routes, neighbours and rules reload"
+                    .into(),
+            );
+        }
+        let fib = build_fib(&new, &self.ports)
+            .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
+        self.neigh.set_statics(static_neighbours(&new));
+        let generation = self.tables.load().generation + 1;
+        let routes = fib.len();
+        self.tables.store(Arc::new(Tables { fib, generation }));
+        *cur = new;
+        Ok(format!("generation {generation}, {routes} routes"))
+    }
+}
+
+impl control::Handler for Daemon {
+    fn handle(&self, req: Request) -> Reply {
+        match req {
+            Request::Stats => {
+                Reply::ok(serde_json::to_value(self.report()).expect("report serializes"))
+            }
+            Request::Reload => match self.reload() {
+                Ok(s) => Reply::ok(serde_json::Value::String(s)),
+                Err(e) => Reply::err(e),
+            },
+            Request::Rules => Reply::err("this fwd has no rule table loaded"),
+            Request::Conntrack => Reply::err("connection tracking is not part of this fwd"),
         }
     }
 }
 
-fn write_stats(path: &PathBuf, report: &StatsReport) {
+impl metrics::Exporter for Daemon {
+    fn render(&self) -> String {
+        report::prometheus(&self.report())
+    }
+}
+
+fn static_neighbours(cfg: &Config) -> FxHashMap<crate::route::neigh::NextHop, [u8; 6]> {
+    cfg.neighbours
+        .iter()
+        .map(|n| {
+            let n = n.get_ref();
+            let port = cfg
+                .port_index(&n.interface)
+                .expect("validated in Config::parse") as u16;
+            (netlink::next_hop(port, n.address), n.mac.0)
+        })
+        .collect()
+}
+
+fn write_stats(path: &Path, report: &StatsReport) {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(report).expect("stats serialize");
     if fs::write(&tmp, text)
@@ -288,23 +297,26 @@ fn write_stats(path: &PathBuf, report: &StatsReport) {
 
 /// Runs the forwarder until a signal (or `opts.duration`). Everything attached is
 /// detached again on the way out, also on errors after attaching.
-pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
+pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsReport, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| RunError::Runtime(format!("installing signal handlers: {e}")))?;
+    let hup = Arc::new(AtomicBool::new(false));
+    let sig = |e: std::io::Error| RunError::Runtime(format!("installing signal handlers: {e}"));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, stop.clone()).map_err(sig)?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig)?;
 
-    let ports: Arc<[PortInfo]> = discover_ports(cfg)?.into();
-    let fib = Arc::new(build_fib(cfg, &ports)?);
+    // Everything that can fail on bad input is checked before anything is attached.
+    let ports: Arc<[PortInfo]> = discover_ports(&cfg)?.into();
+    let fib = build_fib(&cfg, &ports)?;
+    let control_listener = control::bind(&cfg.control.socket).map_err(|e| {
+        RunError::Runtime(format!(
+            "control socket {}: {e}",
+            cfg.control.socket.display()
+        ))
+    })?;
 
-    let mut statics = FxHashMap::default();
-    for n in &cfg.neighbours {
-        let n = n.get_ref();
-        let port = cfg.port_index(&n.interface).expect("validated") as u16;
-        statics.insert(netlink::next_hop(port, n.address), n.mac.0);
-    }
-    let neigh = NeighTable::new(statics);
+    let neigh = NeighTable::new(static_neighbours(&cfg));
     let (req_tx, req_rx) = crossbeam::channel::bounded(1024);
     let neigh_thread = netlink::spawn_neigh_sync(
         neigh.clone(),
@@ -331,47 +343,53 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
 
     let mut progs = Vec::new();
     for (i, p) in ports.iter().enumerate() {
-        let want = cfg.ports[i].get_ref().xdp_mode;
-        let prog = XdpProg::attach(&p.interface, p.ifindex, want)?;
+        let prog = XdpProg::attach(&p.interface, p.ifindex, cfg.ports[i].get_ref().xdp_mode)?;
         prog.set_local_addrs(&local_v4, &local_v6)?;
         if prog.mode() == XdpAttachMode::Generic {
             tracing::warn!(interface = %p.interface, "XDP runs in generic (skb) mode: the driver has no native XDP; expect a fraction of native speed");
         }
         progs.push(prog);
     }
+    let xdp_stats = progs
+        .iter()
+        .map(|p| p.stats_reader())
+        .collect::<Result<Vec<_>, _>>()?;
 
-    // Deal (port, queue) pairs to workers: worker w takes every queue whose index in
-    // its port's list is w modulo the worker count, so each worker has a socket on
-    // every port to transmit on.
+    let tables = Arc::new(ArcSwap::from_pointee(Tables { fib, generation: 1 }));
     let nworkers = cfg.workers.cores.len().max(1);
     let mut workers = Vec::new();
     let mut socket_fds = Vec::new();
     let mut counters = Vec::new();
-    let mut lines = Vec::new();
+    let mut layout = Vec::new();
     for w in 0..nworkers {
+        // Worker w takes every queue whose position in its port's list is w modulo
+        // the worker count, so each worker has a socket on every port to send on.
         let mut assigned = Vec::new();
         for (pi, p) in cfg.ports.iter().enumerate() {
             let qs = &p.get_ref().queues;
-            let mine: Vec<u32> = qs
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| k % nworkers == w)
-                .map(|(_, q)| *q)
-                .collect();
-            if mine.is_empty() {
+            let before = assigned.len();
+            assigned.extend(
+                qs.iter()
+                    .enumerate()
+                    .filter(|(k, _)| k % nworkers == w)
+                    .map(|(_, q)| (pi, *q)),
+            );
+            if assigned.len() == before {
                 return Err(RunError::BadInput(format!(
                     "port {} has {} queue(s) for {nworkers} workers: every worker needs a queue on every port",
                     p.get_ref().interface,
                     qs.len()
                 )));
             }
-            assigned.extend(mine.into_iter().map(|q| (pi, q)));
         }
-        let frames = cfg.workers.frames_per_socket * assigned.len() as u32;
-        let umem = Umem::new(frames, cfg.workers.ring_size)?;
+        let umem = Umem::new(
+            cfg.workers.frames_per_socket * assigned.len() as u32,
+            cfg.workers.ring_size,
+        )?;
         let mut sockets = Vec::new();
         let mut socket_port = Vec::new();
         let mut tx_socket = vec![usize::MAX; ports.len()];
+        let core = cfg.workers.cores.get(w).copied();
         for (pi, q) in &assigned {
             let sc = XskSocketConfig {
                 ring_size: cfg.workers.ring_size,
@@ -379,13 +397,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
             };
             let s = XskSocket::bind(&umem, &ports[*pi].interface, *q, &sc)?;
             progs[*pi].register_socket(*q, s.fd())?;
-            lines.push(format!(
+            println!(
                 "  worker {w}{}: {} queue {q}: {} mode, XDP {}",
-                cfg.workers
-                    .cores
-                    .get(w)
-                    .map(|c| format!(" (core {c})"))
-                    .unwrap_or_default(),
+                core.map(|c| format!(" (core {c})")).unwrap_or_default(),
                 ports[*pi].interface,
                 if s.zero_copy() { "zero-copy" } else { "copy" },
                 if progs[*pi].mode() == XdpAttachMode::Native {
@@ -393,7 +407,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
                 } else {
                     "generic"
                 },
-            ));
+            );
             if !s.zero_copy() {
                 tracing::warn!(interface = %ports[*pi].interface, queue = q, "AF_XDP socket runs in copy mode (the driver has no zero-copy support): every frame is copied once by the kernel");
             }
@@ -404,17 +418,24 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
             sockets.push(s);
             socket_port.push(*pi as u16);
         }
+        layout.push((
+            core,
+            assigned
+                .iter()
+                .map(|(pi, q)| (ports[*pi].interface.clone(), *q))
+                .collect(),
+        ));
         let shared = Arc::new(SharedCounters::new(ports.len()));
         counters.push(shared.clone());
         workers.push(Worker {
             id: w,
-            core: cfg.workers.cores.get(w).copied(),
+            core,
             umem,
             sockets,
             socket_port,
             tx_socket,
             ports: ports.clone(),
-            fib: fib.clone(),
+            tables: tables.clone(),
             neigh: neigh.clone(),
             neigh_requests: req_tx.clone(),
             shared,
@@ -423,12 +444,28 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
         });
     }
     println!(
-        "fwd: forwarding on {} port(s) with {nworkers} worker(s)",
-        ports.len()
+        "fwd: forwarding on {} port(s) with {nworkers} worker(s); control socket {}",
+        ports.len(),
+        cfg.control.socket.display()
     );
-    for l in &lines {
-        println!("{l}");
-    }
+
+    let control_path = cfg.control.socket.clone();
+    let metrics_addr = cfg.metrics.listen;
+    let daemon = Arc::new(Daemon {
+        config_path: config_path.to_path_buf(),
+        config: Mutex::new(cfg),
+        started: Instant::now(),
+        ports: ports.clone(),
+        tables,
+        neigh,
+        xdp_stats,
+        socket_fds,
+        counters,
+        workers: layout,
+        reloads: AtomicU64::new(0),
+        last_reload: Mutex::new(String::new()),
+        reload_lock: Mutex::new(()),
+    });
 
     let handles: Vec<_> = workers
         .into_iter()
@@ -439,26 +476,32 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
                 .map_err(|e| RunError::Runtime(format!("starting a worker: {e}")))
         })
         .collect::<Result<_, _>>()?;
-
-    let running = Running {
-        started: Instant::now(),
-        ports: ports.clone(),
-        progs,
-        socket_fds,
-        counters,
+    let control_thread =
+        control::spawn_server(control_listener, control_path, daemon.clone(), stop.clone())
+            .map_err(|e| RunError::Runtime(format!("starting the control socket: {e}")))?;
+    let metrics_thread = match metrics_addr {
+        Some(addr) => {
+            println!("fwd: Prometheus metrics on http://{addr}/metrics");
+            Some(
+                metrics::spawn(addr, daemon.clone(), stop.clone())
+                    .map_err(|e| RunError::Runtime(format!("metrics listener {addr}: {e}")))?,
+            )
+        }
+        None => None,
     };
+
     let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
-        if opts
-            .duration
-            .is_some_and(|d| running.started.elapsed() >= d)
-        {
+        if hup.swap(false, Ordering::Relaxed) {
+            let _ = daemon.reload();
+        }
+        if opts.duration.is_some_and(|d| daemon.started.elapsed() >= d) {
             stop.store(true, Ordering::Relaxed);
         }
         if let Some(path) = &opts.stats_file {
             if last_write.elapsed() >= opts.stats_interval {
-                write_stats(path, &running.report());
+                write_stats(path, &daemon.report());
                 last_write = Instant::now();
             }
         }
@@ -467,11 +510,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<StatsReport, RunError> {
         let _ = h.join();
     }
     let _ = neigh_thread.join();
-    let report = running.report();
+    let _ = control_thread.join();
+    if let Some(h) = metrics_thread {
+        let _ = h.join();
+    }
+    let report = daemon.report();
     if let Some(path) = &opts.stats_file {
         write_stats(path, &report);
     }
-    // Dropping `running` detaches the XDP programs; the workers' sockets are gone.
-    drop(running);
+    // The workers are gone with their sockets; dropping the programs detaches them.
+    drop(progs);
     Ok(report)
 }

@@ -125,11 +125,24 @@ pub fn malformed_slot(e: &ParseError) -> usize {
         .position(|x| std::mem::discriminant(x) == d)
         .unwrap_or(0)
 }
+/// Latency buckets: bucket k counts frames whose batch took < 2^(k+8) ns (256 ns up
+/// to about 4 s); the last bucket takes the rest.
+pub const LATENCY_BUCKETS: usize = 24;
 const PORT_COUNTERS: usize = 4;
 const EVENTS_BASE: usize = 0;
 const REASONS_BASE: usize = EVENTS_BASE + Event::ALL.len();
 const MALFORMED_BASE: usize = REASONS_BASE + Reason::ALL.len();
-const PORTS_BASE: usize = MALFORMED_BASE + MALFORMED_SLOTS;
+const LATENCY_BASE: usize = MALFORMED_BASE + MALFORMED_SLOTS;
+const PORTS_BASE: usize = LATENCY_BASE + LATENCY_BUCKETS;
+
+/// Upper bound (ns) of latency bucket `k`.
+pub fn latency_bound_ns(k: usize) -> u64 {
+    if k + 1 == LATENCY_BUCKETS {
+        u64::MAX
+    } else {
+        1u64 << (k + 8)
+    }
+}
 
 /// A worker's own counters. Indexing is by enum and port, laid out in one flat array.
 pub struct Counters {
@@ -157,6 +170,13 @@ impl Counters {
     pub fn malformed(&mut self, slot: usize) {
         self.v[REASONS_BASE + Reason::Malformed as usize] += 1;
         self.v[MALFORMED_BASE + slot.min(MALFORMED_SLOTS - 1)] += 1;
+    }
+
+    /// Records that `frames` frames spent `ns` between RX and the TX ring.
+    #[inline]
+    pub fn latency(&mut self, ns: u64, frames: u64) {
+        let k = (64 - (ns >> 8).leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
+        self.v[LATENCY_BASE + k] += frames;
     }
 
     #[inline]
@@ -201,6 +221,13 @@ impl SharedCounters {
     fn get(&self, i: usize) -> u64 {
         self.v[i].load(Ordering::Relaxed)
     }
+
+    /// Frames this worker received, over all ports.
+    pub fn rx_packets(&self) -> u64 {
+        (0..self.ports)
+            .map(|p| self.get(PORTS_BASE + PORT_COUNTERS * p))
+            .sum()
+    }
 }
 
 /// Per-port totals, summed over workers.
@@ -219,6 +246,8 @@ pub struct Totals {
     pub drops: Vec<(&'static str, u64)>,
     /// Malformed frames by parse-error slot (named by the caller).
     pub malformed: Vec<u64>,
+    /// Frames per latency bucket.
+    pub latency: Vec<u64>,
     pub ports: Vec<PortTotals>,
 }
 
@@ -238,6 +267,7 @@ impl Totals {
             malformed: (0..MALFORMED_SLOTS)
                 .map(|i| s(MALFORMED_BASE + i))
                 .collect(),
+            latency: (0..LATENCY_BUCKETS).map(|i| s(LATENCY_BASE + i)).collect(),
             ports: (0..ports)
                 .map(|p| {
                     let b = PORTS_BASE + PORT_COUNTERS * p;
@@ -291,5 +321,21 @@ mod tests {
         assert_eq!(t.drop_count("malformed"), 1);
         assert_eq!(t.malformed[2], 1);
         assert_eq!(t.event_count("forwarded"), 3);
+        assert_eq!(a.rx_packets(), 1);
+    }
+
+    #[test]
+    fn latency_lands_in_its_power_of_two_bucket() {
+        let s = SharedCounters::new(1);
+        let mut c = Counters::new(1);
+        c.latency(100, 1); // < 256 ns
+        c.latency(300, 2); // < 512 ns
+        c.latency(u64::MAX, 4); // the last bucket
+        c.publish(&s);
+        let t = Totals::sum(&[&s]);
+        assert_eq!(t.latency[0], 1);
+        assert_eq!(t.latency[1], 2);
+        assert_eq!(t.latency[LATENCY_BUCKETS - 1], 4);
+        assert_eq!(latency_bound_ns(1), 512);
     }
 }

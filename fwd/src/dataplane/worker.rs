@@ -12,14 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use crossbeam::channel::Sender;
 
 use crate::{
     packet::meta::PacketMeta,
-    route::{
-        neigh::{NeighTable, NextHop},
-        Fib,
-    },
+    route::neigh::{NeighTable, NextHop},
     xsk::{self, FrameBatch, Umem, XskSocket},
 };
 
@@ -27,6 +25,7 @@ use super::{
     hold::{Drained, HoldOutcome, HoldQueue},
     pipeline::{rewrite_l2, IcmpLimiter, PortInfo, Router},
     stats::{Counters, Event, Reason, SharedCounters},
+    Tables,
 };
 
 /// How long an idle worker sleeps in poll(2) before looking again (it wakes at
@@ -43,7 +42,7 @@ pub struct Worker {
     /// For each port, the socket this worker transmits on.
     pub tx_socket: Vec<usize>,
     pub ports: Arc<[PortInfo]>,
-    pub fib: Arc<Fib>,
+    pub tables: Arc<ArcSwap<Tables>>,
     pub neigh: Arc<NeighTable>,
     pub neigh_requests: Sender<NextHop>,
     pub shared: Arc<SharedCounters>,
@@ -84,17 +83,19 @@ impl Worker {
         for s in &mut self.sockets {
             s.refill(&mut self.umem);
         }
-        let fib = self.fib.clone();
         let ports = self.ports.clone();
-        let router = Router {
-            fib: &fib,
-            ports: &ports,
-        };
 
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             icmp.refill(now);
             let neigh = self.neigh.load();
+            // One load per round: a reload takes effect at the next round, and the
+            // old tables live until this guard drops.
+            let tables = self.tables.load();
+            let router = Router {
+                fib: &tables.fib,
+                ports: &ports,
+            };
             let mut got = 0;
             for si in 0..self.sockets.len() {
                 let n = self.sockets[si].rx_burst(&mut rx);
@@ -189,6 +190,9 @@ impl Worker {
                 if !batch.is_empty() {
                     self.flush(p, batch, &mut counters);
                 }
+            }
+            if got > 0 {
+                counters.latency(now.elapsed().as_nanos() as u64, got as u64);
             }
             let mut outstanding = 0;
             for s in &mut self.sockets {

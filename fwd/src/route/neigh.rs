@@ -3,7 +3,7 @@
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
-    Arc,
+    Arc, Mutex,
 };
 
 use arc_swap::ArcSwap;
@@ -51,7 +51,9 @@ pub struct NeighTable {
     current: ArcSwap<NeighSnapshot>,
     generation: AtomicU64,
     /// Static entries from the config: never replaced or removed by kernel events.
-    statics: FxHashMap<NextHop, [u8; 6]>,
+    statics: Mutex<FxHashMap<NextHop, [u8; 6]>>,
+    /// The kernel's entries as last published, so a change of statics can republish.
+    learned: Mutex<FxHashMap<NextHop, [u8; 6]>>,
 }
 
 impl NeighTable {
@@ -59,7 +61,8 @@ impl NeighTable {
         let table = Arc::new(Self {
             current: ArcSwap::from_pointee(NeighSnapshot::default()),
             generation: AtomicU64::new(0),
-            statics,
+            statics: Mutex::new(statics),
+            learned: Mutex::new(FxHashMap::default()),
         });
         table.publish(FxHashMap::default());
         table
@@ -72,11 +75,31 @@ impl NeighTable {
     }
 
     /// Publishes the kernel's entries (statics win over learned ones).
-    pub fn publish(&self, mut learned: FxHashMap<NextHop, [u8; 6]>) {
-        learned.extend(self.statics.iter().map(|(k, v)| (*k, *v)));
+    pub fn publish(&self, learned: FxHashMap<NextHop, [u8; 6]>) {
+        let mut kept = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        *kept = learned;
+        self.publish_locked(&kept);
+    }
+
+    /// Replaces the static entries (a config reload) and republishes.
+    pub fn set_statics(&self, statics: FxHashMap<NextHop, [u8; 6]>) {
+        let kept = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        *self.statics.lock().unwrap_or_else(|p| p.into_inner()) = statics;
+        self.publish_locked(&kept);
+    }
+
+    fn publish_locked(&self, learned: &FxHashMap<NextHop, [u8; 6]>) {
+        let mut entries = learned.clone();
+        entries.extend(
+            self.statics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (*k, *v)),
+        );
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.current.store(Arc::new(NeighSnapshot {
-            entries: learned,
+            entries,
             generation,
         }));
     }
@@ -111,5 +134,8 @@ mod tests {
         assert_eq!(s.lookup(&nh), Some([2, 0, 0, 0, 0, 2]));
         assert_eq!(s.lookup(&other), Some([3; 6]));
         assert_eq!(s.lookup(&NextHop { port: 1, ..other }), None);
+        // A reload that drops the static entry lets the learned one show.
+        t.set_statics(FxHashMap::default());
+        assert_eq!(t.load().lookup(&nh), Some([9; 6]));
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use libbpf_rs::{
     query::ProgInfoIter,
     skel::{OpenSkel, SkelBuilder},
-    MapCore, MapFlags, OpenObject, Xdp, XdpFlags,
+    MapCore, MapFlags, MapHandle, OpenObject, Xdp, XdpFlags,
 };
 
 use super::XskError;
@@ -171,11 +171,28 @@ impl XdpProg {
         Ok(())
     }
 
-    /// The program's counters, summed over CPUs.
-    pub fn stats(&self) -> XdpProgStats {
+    /// A handle on the program's counters that any thread may read.
+    pub fn stats_reader(&self) -> Result<XdpStatsReader, XskError> {
+        MapHandle::try_from(&self.skel.maps.stats)
+            .map(|map| XdpStatsReader { map })
+            .map_err(|e| XskError::Prog {
+                ifname: self.ifname.clone(),
+                reason: format!("opening the stats map: {e}"),
+            })
+    }
+}
+
+/// Reads one port's XDP program counters (a dup of the map's fd: Send + Sync).
+pub struct XdpStatsReader {
+    map: MapHandle,
+}
+
+impl XdpStatsReader {
+    /// The counters, summed over CPUs.
+    pub fn read(&self) -> XdpProgStats {
         XdpStat::ALL.map(|s| {
             let key = (s as u32).to_ne_bytes();
-            let sum = match self.skel.maps.stats.lookup_percpu(&key, MapFlags::ANY) {
+            let sum = match self.map.lookup_percpu(&key, MapFlags::ANY) {
                 Ok(Some(vals)) => vals
                     .iter()
                     .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))

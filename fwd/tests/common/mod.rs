@@ -83,12 +83,31 @@ impl Testbed {
         format!("{}-b", self.prefix)
     }
 
-    /// configs/router.toml with this testbed's interface names.
+    /// configs/router.toml with this testbed's interface names and its own
+    /// control socket.
     pub fn router_config(&self) -> String {
-        std::fs::read_to_string(repo_root().join("configs/router.toml"))
+        let cfg = std::fs::read_to_string(repo_root().join("configs/router.toml"))
             .unwrap()
             .replace("\"fwd-a\"", &format!("\"{}\"", self.port_a()))
-            .replace("\"fwd-b\"", &format!("\"{}\"", self.port_b()))
+            .replace("\"fwd-b\"", &format!("\"{}\"", self.port_b()));
+        cfg.replace(
+            "\"/run/fwd/fwd.sock\"",
+            &format!("\"{}\"", self.control_socket().display()),
+        )
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("fwd-{}.sock", self.prefix))
+    }
+
+    /// Runs `fwd ARGS --socket <this testbed's>` (stats, reload, rules) and returns its output.
+    pub fn fwd_cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fwd"))
+            .args(args)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .output()
+            .unwrap()
     }
 
     /// Runs a command in a namespace and returns its output.
