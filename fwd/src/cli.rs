@@ -87,12 +87,18 @@ pub fn control_path(
     }
 }
 
+/// Sends a request; a refusal by the daemon is `refused_code`, an unreachable
+/// daemon is a runtime failure.
 fn ask(path: &Path, req: Request) -> Result<serde_json::Value, u8> {
+    ask_or(path, req, EXIT_RUNTIME)
+}
+
+fn ask_or(path: &Path, req: Request, refused_code: u8) -> Result<serde_json::Value, u8> {
     match control::request(path, &req) {
         Ok(r) if r.ok => Ok(r.data.unwrap_or_default()),
         Ok(r) => {
             eprintln!("fwd: {}", r.error.unwrap_or_default());
-            Err(EXIT_RUNTIME)
+            Err(refused_code)
         }
         Err(e) => {
             eprintln!("fwd: {e}");
@@ -139,12 +145,13 @@ pub fn stats(path: &Path, json: bool, watch: bool) -> u8 {
 
 /// `fwd reload`: ask the daemon to re-read its config.
 pub fn reload(path: &Path) -> u8 {
-    match ask(path, Request::Reload) {
+    // A refused reload is a bad config: exit 2, like `fwd check`.
+    match ask_or(path, Request::Reload, EXIT_BAD_INPUT) {
         Ok(v) => {
             println!("fwd: reloaded ({})", v.as_str().unwrap_or_default());
             EXIT_OK
         }
-        Err(_) => EXIT_BAD_INPUT,
+        Err(code) => code,
     }
 }
 

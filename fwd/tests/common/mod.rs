@@ -48,6 +48,11 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn up() -> Self {
+        Self::with_queues(1)
+    }
+
+    /// A testbed whose veths have `queues` RX/TX queues each.
+    pub fn with_queues(queues: u32) -> Self {
         let prefix = format!(
             "t{}x{}",
             std::process::id() % 100_000,
@@ -55,6 +60,7 @@ impl Testbed {
         );
         let out = Command::new(repo_root().join("scripts/testbed.sh"))
             .args(["up", &prefix])
+            .env("QUEUES", queues.to_string())
             .output()
             .unwrap();
         assert!(

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """UDP probes with a known TTL / hop limit, and a sniffer that checks them on the wire.
 
-send DST PORT COUNT TTL      send COUNT datagrams (payload "fwd-probe <seq>") with that TTL
+send DST PORT COUNT TTL [FLOWS [GAP_US]]
+                             send COUNT datagrams (payload "fwd-probe <seq>") with that TTL,
+                             round robin over FLOWS source ports (default 1), GAP_US
+                             microseconds apart (default 1000)
 sniff IFACE PORT COUNT SECS  read frames on IFACE (AF_PACKET) until COUNT probes to PORT
                              arrived or SECS passed; print a JSON summary: received,
                              ttls (the distinct TTL/hop-limit values), bad_ip_checksum,
@@ -17,16 +20,20 @@ def csum(data):
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
 
-def send(dst, port, count, ttl):
+def send(dst, port, count, ttl, flows=1, gap_us=1000):
     v6 = ":" in dst
-    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-    if v6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
-    else:
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    socks = []
+    for _ in range(flows):
+        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        socks.append(s)
     for i in range(count):
-        s.sendto(b"fwd-probe %d" % i + b"x" * 40, (dst, port))
-        time.sleep(0.001)
+        socks[i % flows].sendto(b"fwd-probe %d" % i + b"x" * 40, (dst, port))
+        if gap_us:
+            time.sleep(gap_us / 1e6)
 
 def sniff(iface, port, count, secs):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -78,6 +85,7 @@ def sniff(iface, port, count, secs):
 
 if __name__ == "__main__":
     if sys.argv[1] == "send":
-        send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+             *(int(a) for a in sys.argv[6:8]))
     else:
         sniff(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
