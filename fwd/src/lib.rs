@@ -5,3 +5,4 @@
 //! `dataplane` runs the per-core poll loops.
 
 pub mod packet;
+pub mod rules;
