@@ -4,5 +4,6 @@
 //! `rules`/`classify` judge, `route` picks the next hop, `xsk` owns the rings and
 //! `dataplane` runs the per-core poll loops.
 
+pub mod classify;
 pub mod packet;
 pub mod rules;

@@ -7,6 +7,7 @@ pub mod counters;
 pub mod eval;
 
 pub mod names;
+pub mod testgen;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
