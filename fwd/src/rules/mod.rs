@@ -2,10 +2,11 @@
 //! (DESIGN.md section 3). Built by `config` (TOML) or `iptables` (iptables-save import),
 //! judged packet by packet by `eval` (the oracle) and compiled by `crate::classify`.
 
+pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod eval;
-
+pub mod iptables;
 pub mod names;
 pub mod testgen;
 
