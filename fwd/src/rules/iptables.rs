@@ -266,11 +266,8 @@ pub fn import_with_sets(
         .flatten()
         .map(|s| s.value.as_str())
         .collect();
-    let sets: Vec<AddrSet> = sets
-        .iter()
-        .filter(|s| used.contains(s.name.as_str()))
-        .cloned()
-        .collect();
+    // Every set of the ipset dump is kept, used or not (rules added later may use it).
+    let sets = sets.to_vec();
     for name in &used {
         if !sets.iter().any(|s| s.name == *name) {
             return Err(err(0, format!("set {name:?} is not defined: pass its `ipset save` output (import --ipset FILE) or define [sets.{name}]")));
@@ -1063,11 +1060,11 @@ COMMIT
             let rs = Ruleset::new(plain.sets().to_vec(), chains).unwrap();
             let text = export_iptables_save(&rs);
             let (back, _) = import_with_sets(&text, "rt", rs.sets()).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
-            prop_assert_eq!(&back, &rs, "{}", text);
+            prop_assert_eq!(&back, &rs, "iptables-save:\n{}", text);
             // And the TOML front end reads what `fwd import` writes.
             let toml_text = to_toml(&back);
             let again = config::RulesConfig::from_toml_str(&toml_text, "rt.toml").map_err(|e| TestCaseError::fail(format!("{e}\n{toml_text}")))?;
-            prop_assert_eq!(again, plain, "{}", toml_text);
+            prop_assert_eq!(again, plain, "toml:\n{}", toml_text);
         }
     }
 }
