@@ -1,0 +1,641 @@
+//! The compiled classifier (DESIGN.md section 4) and the per-worker flow cache.
+//!
+//! Compilation flattens each hook into one program: the tables in priority order, each
+//! built-in chain with every user chain it reaches expanded in place (a jump becomes a
+//! guard entry that skips the callee's block when the jump rule does not match; RETURN
+//! and the end of a goto'd chain become transfers to the end of the right block; ACCEPT
+//! transfers to the next table; a policy entry closes each table). A packet runs the
+//! program from position 0: only entries that match move it. A decision tree per family
+//! (`tree`) turns "which entries can match this packet" into a short candidate list, so
+//! the per-packet cost tracks the number of entries a packet could hit, not the rule count.
+
+pub mod cache;
+mod pred;
+mod tree;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pred::{Pred, PredTables, SetTable};
+use tree::{Flow, Item, Key, Tree, DIMS};
+
+pub use cache::FlowCache;
+
+use crate::packet::meta::{Family, PacketMeta};
+use crate::rules::eval::hit_bytes;
+use crate::rules::{Env, Hook, Policy, RuleCounters, Ruleset, Target, Verdict};
+
+/// Port key of a packet without a valid transport header: outside every port range.
+pub const NO_L4: u32 = 65536;
+
+/// Bits of each tree dimension per family: src, dst, sport, dport (17: NO_L4), proto.
+const V4_BITS: [u8; DIMS] = [32, 32, 17, 17, 8];
+const V6_BITS: [u8; DIMS] = [128, 128, 17, 17, 8];
+
+/// Refuse rule sets whose user chains expand past this many entries (chains reused from
+/// many places multiply); 4M entries is about 1 GiB of predicates.
+const MAX_ENTRIES: usize = 4 << 20;
+
+const NO_COUNTER: u32 = u32::MAX;
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// Count only (a rule without target).
+    Count,
+    Mark {
+        xor: u32,
+        mask: u32,
+    },
+    Log,
+    /// A jump or goto rule: when it does not match, skip the callee block to `fail`.
+    Guard {
+        fail: u32,
+    },
+    /// RETURN, or the end of a goto'd block: continue at `to`.
+    Skip(u32),
+    /// ACCEPT or an ACCEPT policy: continue at the next table's first entry.
+    Accept(u32),
+    Drop,
+}
+
+#[derive(Debug)]
+struct Entry {
+    pred: Pred,
+    counter: u32,
+    action: Action,
+}
+
+struct HookProgram {
+    entries: Vec<Entry>,
+    v4: Tree,
+    v6: Tree,
+}
+
+/// Which packet fields the rule set reads: the flow cache keys on exactly these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsedFields {
+    pub in_port: bool,
+    pub out_port: bool,
+    pub src: bool,
+    pub dst: bool,
+    pub proto: bool,
+    pub sport: bool,
+    pub dport: bool,
+    pub l4_valid: bool,
+    pub tcp_flags: bool,
+    pub icmp: bool,
+    pub mark: bool,
+    pub length: bool,
+    pub fragment: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("{0} ports: the classifier handles at most {max}", max = pred::MAX_PORTS)]
+    TooManyPorts(usize),
+    #[error("hook {0:?}: user chains expand to more than {MAX_ENTRIES} entries (a chain jumped to from too many places)")]
+    TooLarge(Hook),
+}
+
+/// A compiled rule set. Immutable once built; workers share it (behind an Arc or an
+/// ArcSwap) and each keeps its own `RuleCounters` and `FlowCache`.
+pub struct Classifier {
+    generation: u64,
+    hooks: Vec<HookProgram>,
+    tables: PredTables,
+    counter_len: usize,
+    used: UsedFields,
+    build_time: Duration,
+    /// Interface patterns that named no port at compile time.
+    pub unresolved_ifaces: Vec<String>,
+}
+
+/// Receives the counter ids a packet hits (the flow cache records them).
+trait Trace {
+    fn hit(&mut self, id: u32);
+    fn log(&mut self);
+}
+
+struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline]
+    fn hit(&mut self, _: u32) {}
+    #[inline]
+    fn log(&mut self) {}
+}
+
+impl Classifier {
+    /// Compiles `rs` for a box whose ports and local addresses are in `env`.
+    pub fn compile(rs: &Ruleset, env: &Env) -> Result<Classifier, CompileError> {
+        let start = Instant::now();
+        if env.ports.len() > pred::MAX_PORTS {
+            return Err(CompileError::TooManyPorts(env.ports.len()));
+        }
+        let mut tables = PredTables {
+            sets: rs.sets().iter().map(SetTable::new).collect(),
+            ..PredTables::default()
+        };
+        for a in &env.local_addrs {
+            tables.add_local(*a);
+        }
+        let mut c = Compiler {
+            rs,
+            env,
+            tables,
+            unresolved: Vec::new(),
+            used: UsedFields::default(),
+        };
+        let mut hooks = Vec::new();
+        for hook in Hook::ALL {
+            let entries = c.flatten(hook)?;
+            let (v4, v6) = c.trees(&entries);
+            hooks.push(HookProgram { entries, v4, v6 });
+        }
+        for name in &c.unresolved {
+            tracing::warn!(
+                "interface {name:?} names no port: rules matching it never match (negated: always)"
+            );
+        }
+        Ok(Classifier {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            hooks,
+            counter_len: rs.counter_len(),
+            used: c.used,
+            unresolved_ifaces: c.unresolved,
+            tables: c.tables,
+            build_time: start.elapsed(),
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn counter_len(&self) -> usize {
+        self.counter_len
+    }
+
+    pub fn used_fields(&self) -> UsedFields {
+        self.used
+    }
+
+    pub fn build_time(&self) -> Duration {
+        self.build_time
+    }
+
+    /// Bytes held by the compiled structures (trees, entries, sets).
+    pub fn memory_bytes(&self) -> usize {
+        let hooks: usize = self
+            .hooks
+            .iter()
+            .map(|h| {
+                h.entries.capacity() * std::mem::size_of::<Entry>()
+                    + h.v4.memory_bytes()
+                    + h.v6.memory_bytes()
+            })
+            .sum();
+        let sets: usize = self.tables.sets.iter().map(SetTable::memory_bytes).sum();
+        hooks + sets + self.tables.lists.capacity() * 4
+    }
+
+    /// Entries in the flattened program of `hook` (rules counted once per path).
+    pub fn program_len(&self, hook: Hook) -> usize {
+        self.hooks[hook.index()].entries.len()
+    }
+
+    /// Judges one packet at `hook`: bumps the counter of every rule and policy it
+    /// traverses, applies MARK to `meta.mark`, queues LOG events. No allocation, lock,
+    /// syscall or formatting.
+    #[inline]
+    pub fn run_hook(
+        &self,
+        hook: Hook,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+    ) -> Verdict {
+        self.run(hook, meta, frame_len, counters, &mut NoTrace)
+    }
+
+    /// `run_hook` over a batch; `verdicts[i]` is packet i's.
+    pub fn run_batch(
+        &self,
+        hook: Hook,
+        metas: &mut [PacketMeta],
+        frame_lens: &[u32],
+        counters: &mut RuleCounters,
+        verdicts: &mut [Verdict],
+    ) {
+        for ((meta, len), v) in metas.iter_mut().zip(frame_lens).zip(verdicts.iter_mut()) {
+            *v = self.run(hook, meta, *len, counters, &mut NoTrace);
+        }
+    }
+
+    #[inline]
+    fn run(
+        &self,
+        hook: Hook,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+        trace: &mut impl Trace,
+    ) -> Verdict {
+        let prog = &self.hooks[hook.index()];
+        if prog.entries.is_empty() {
+            return Verdict::Accept;
+        }
+        let l4 = |p: u16| {
+            if meta.l4_valid {
+                u128::from(p)
+            } else {
+                u128::from(NO_L4)
+            }
+        };
+        let key: Key = [
+            meta.src,
+            meta.dst,
+            l4(meta.sport),
+            l4(meta.dport),
+            u128::from(meta.proto),
+        ];
+        let tree = match meta.family {
+            Family::V4 => &prog.v4,
+            Family::V6 => &prog.v6,
+        };
+        let bytes = hit_bytes(meta, frame_len);
+        let mut pos = 0u32;
+        for &e in tree.find(&key) {
+            if e < pos {
+                continue;
+            }
+            let entry = &prog.entries[e as usize];
+            if !entry.pred.matches(meta, &self.tables) {
+                if let Action::Guard { fail } = entry.action {
+                    pos = fail;
+                }
+                continue;
+            }
+            if entry.counter != NO_COUNTER {
+                counters.bump(entry.counter, bytes);
+                trace.hit(entry.counter);
+            }
+            match entry.action {
+                Action::Count | Action::Guard { .. } => {}
+                Action::Mark { xor, mask } => meta.mark = (meta.mark & !mask) ^ xor,
+                Action::Log => {
+                    counters.log(entry.counter, meta);
+                    trace.log();
+                }
+                Action::Skip(to) | Action::Accept(to) => pos = to,
+                Action::Drop => return Verdict::Drop,
+            }
+        }
+        Verdict::Accept
+    }
+}
+
+struct Compiler<'a> {
+    rs: &'a Ruleset,
+    env: &'a Env,
+    tables: PredTables,
+    unresolved: Vec<String>,
+    used: UsedFields,
+}
+
+/// Where a chain instance's RETURNs and ACCEPTs must be patched once positions are known.
+struct Fixups {
+    accepts: Vec<usize>,
+}
+
+impl Compiler<'_> {
+    fn flatten(&mut self, hook: Hook) -> Result<Vec<Entry>, CompileError> {
+        let mut entries = Vec::new();
+        for &table in hook.tables() {
+            let Some(ci) = self.rs.chain_index(table, hook.chain_name()) else {
+                continue;
+            };
+            let mut fix = Fixups {
+                accepts: Vec::new(),
+            };
+            self.instance(ci, &mut entries, &mut fix, hook)?;
+            let policy = self.rs.chains()[ci]
+                .policy
+                .expect("built-in chains have a policy");
+            let end = entries.len() as u32 + 1;
+            entries.push(Entry {
+                pred: Pred::default(),
+                counter: self
+                    .rs
+                    .policy_id(ci)
+                    .expect("built-in chains have a policy"),
+                action: match policy {
+                    Policy::Accept => Action::Accept(end),
+                    Policy::Drop => Action::Drop,
+                },
+            });
+            for i in fix.accepts {
+                entries[i].action = Action::Accept(end);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Emits chain `ci`'s rules (and, recursively, its callees); RETURN lands at the
+    /// entry after the block.
+    fn instance(
+        &mut self,
+        ci: usize,
+        entries: &mut Vec<Entry>,
+        fix: &mut Fixups,
+        hook: Hook,
+    ) -> Result<(), CompileError> {
+        let chain = &self.rs.chains()[ci];
+        let mut returns = Vec::new();
+        for (ri, rule) in chain.rules.iter().enumerate() {
+            if entries.len() >= MAX_ENTRIES {
+                return Err(CompileError::TooLarge(hook));
+            }
+            let family = self.rs.rule_family(&rule.matches);
+            let rs = self.rs;
+            let set_index = |name: &str| rs.set_index(name).expect("validated: sets exist") as u32;
+            let pred = Pred::new(
+                &rule.matches,
+                family,
+                &self.env.ports,
+                &set_index,
+                &mut self.tables,
+                &mut self.unresolved,
+            );
+            self.note_used(&pred, &rule.target);
+            let counter = self.rs.rule_id(ci, ri);
+            let at = entries.len();
+            let action = match &rule.target {
+                None => Action::Count,
+                Some(Target::Accept) => {
+                    fix.accepts.push(at);
+                    Action::Accept(0)
+                }
+                Some(Target::Drop) => Action::Drop,
+                Some(Target::Return) => {
+                    returns.push(at);
+                    Action::Skip(0)
+                }
+                Some(Target::Log(_)) => Action::Log,
+                Some(Target::Mark { xor, mask }) => Action::Mark {
+                    xor: *xor,
+                    mask: *mask,
+                },
+                Some(Target::Jump(name) | Target::Goto(name)) => {
+                    entries.push(Entry {
+                        pred,
+                        counter,
+                        action: Action::Guard { fail: 0 },
+                    });
+                    let callee = self
+                        .rs
+                        .chain_index(chain.table, name)
+                        .expect("validated: jump targets exist");
+                    self.instance(callee, entries, fix, hook)?;
+                    if matches!(rule.target, Some(Target::Goto(_))) {
+                        // The callee ended: a goto does not come back here but to our caller.
+                        returns.push(entries.len());
+                        entries.push(Entry {
+                            pred: Pred::default(),
+                            counter: NO_COUNTER,
+                            action: Action::Skip(0),
+                        });
+                    }
+                    entries[at].action = Action::Guard {
+                        fail: entries.len() as u32,
+                    };
+                    continue;
+                }
+            };
+            entries.push(Entry {
+                pred,
+                counter,
+                action,
+            });
+        }
+        let end = entries.len() as u32;
+        for i in returns {
+            entries[i].action = Action::Skip(end);
+        }
+        Ok(())
+    }
+
+    fn note_used(&mut self, p: &Pred, target: &Option<Target>) {
+        let u = &mut self.used;
+        u.in_port |= p.in_port.is_some();
+        u.out_port |= p.out_port.is_some();
+        u.src |= p.src.is_some() || p.src_set.is_some() || p.src_local.is_some();
+        u.dst |= p.dst.is_some() || p.dst_set.is_some() || p.dst_local.is_some();
+        u.proto |= p.proto.is_some();
+        u.sport |= p.sport.is_some();
+        u.dport |= p.dport.is_some();
+        u.tcp_flags |= p.tcp_flags.is_some();
+        u.icmp |= p.icmp.is_some();
+        u.l4_valid |= u.sport || u.dport || u.tcp_flags || u.icmp;
+        u.mark |= p.mark.is_some() || matches!(target, Some(Target::Mark { .. }));
+        u.length |= p.length.is_some();
+        u.fragment |= p.fragment.is_some();
+    }
+
+    /// One tree per family. Tree placement of an entry is its own bounds intersected
+    /// with those of every jump on its path: inside a callee, the packet already
+    /// matched the jump, and the tree's fields never change during a traversal.
+    fn trees(&self, entries: &[Entry]) -> (Tree, Tree) {
+        let mut items: Vec<Item> = Vec::with_capacity(entries.len());
+        let mut reach: Vec<Reach> = Vec::with_capacity(entries.len());
+        // The jumps enclosing the current entry: (fail position, bounds, reach).
+        let mut open: Vec<(u32, Bounds, Reach)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            while open.last().is_some_and(|g| g.0 as usize <= i) {
+                open.pop();
+            }
+            let mut bounds = e.pred.bounds(&self.tables.lists);
+            let mut r = match e.pred.family {
+                Some(f) => Reach::Only(f),
+                None => Reach::Any,
+            };
+            if let Some((_, pb, pr)) = open.last() {
+                for d in 0..DIMS {
+                    bounds[d] = (bounds[d].0.max(pb[d].0), bounds[d].1.min(pb[d].1));
+                }
+                r = r.and(*pr);
+            }
+            if bounds.iter().any(|(lo, hi)| lo > hi) {
+                r = Reach::Never;
+            }
+            let flow = match e.action {
+                Action::Count | Action::Mark { .. } | Action::Log => Flow::Next,
+                Action::Guard { fail } => Flow::GuardFail(fail),
+                Action::Skip(to) | Action::Accept(to) => Flow::Transfer(to),
+                Action::Drop => Flow::End,
+            };
+            if let Action::Guard { fail } = e.action {
+                open.push((fail, bounds, r));
+            }
+            items.push(Item {
+                bounds,
+                box_only: e.pred.box_only(),
+                flow,
+            });
+            reach.push(r);
+        }
+        let select = |want: Family| -> Vec<u32> {
+            (0..entries.len() as u32)
+                .filter(|&i| match reach[i as usize] {
+                    Reach::Any => true,
+                    Reach::Only(f) => f == want,
+                    Reach::Never => false,
+                })
+                .collect()
+        };
+        let v4 = Tree::build(&items, select(Family::V4), V4_BITS);
+        let v6 = Tree::build(&items, select(Family::V6), V6_BITS);
+        (v4, v6)
+    }
+}
+
+type Bounds = [(u128, u128); DIMS];
+
+/// Which packets can reach an entry, by family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Any,
+    Only(Family),
+    Never,
+}
+
+impl Reach {
+    fn and(self, outer: Reach) -> Reach {
+        match (self, outer) {
+            (Reach::Never, _) | (_, Reach::Never) => Reach::Never,
+            (Reach::Any, r) | (r, Reach::Any) => r,
+            (Reach::Only(a), Reach::Only(b)) if a == b => Reach::Only(a),
+            _ => Reach::Never,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::config::to_toml;
+    use crate::rules::eval::LinearEvaluator;
+    use crate::rules::testgen::{random_packet, random_ruleset, GenOptions, Rng, PORTS};
+    use proptest::prelude::*;
+
+    fn env() -> Env {
+        Env {
+            ports: PORTS.iter().map(|s| s.to_string()).collect(),
+            local_addrs: vec![
+                "198.18.1.1".parse().unwrap(),
+                "2001:db8:1::1".parse().unwrap(),
+            ],
+        }
+    }
+
+    /// Runs `packets` through all hooks with the oracle, the classifier and the flow
+    /// cache (each packet twice, so the second is a cache hit); verdicts, marks and
+    /// every counter must agree.
+    fn check_same(rs: &Ruleset, packets: &[PacketMeta]) -> Result<(), String> {
+        let env = env();
+        let lin = LinearEvaluator::new(rs, &env);
+        let cls = Classifier::compile(rs, &env).map_err(|e| e.to_string())?;
+        let mut cache = FlowCache::new(64);
+        let (mut cl, mut cc, mut cf) = (
+            RuleCounters::new(rs.counter_len()),
+            RuleCounters::new(rs.counter_len()),
+            RuleCounters::new(rs.counter_len()),
+        );
+        for (i, p) in packets.iter().enumerate() {
+            for _ in 0..2 {
+                let (mut a, mut b, mut c) = (*p, *p, *p);
+                for hook in Hook::ALL {
+                    let va = lin.run_hook(hook, &mut a, 0, &mut cl);
+                    let vb = cls.run_hook(hook, &mut b, 0, &mut cc);
+                    let vc = cache.run_hook(&cls, hook, &mut c, 0, &mut cf);
+                    if va != vb || va != vc || a.mark != b.mark || a.mark != c.mark {
+                        return Err(format!("packet {i} {p:?} at {hook:?}: linear {va:?}/{} compiled {vb:?}/{} cached {vc:?}/{}", a.mark, b.mark, c.mark));
+                    }
+                    if cl.counts() != cc.counts() || cl.counts() != cf.counts() {
+                        return Err(format!("packet {i} {p:?} at {hook:?}: counters differ\nlinear   {:?}\ncompiled {:?}\ncached   {:?}", cl.counts(), cc.counts(), cf.counts()));
+                    }
+                    if va == Verdict::Drop {
+                        break;
+                    }
+                }
+            }
+        }
+        if cl.pending_log().len() != cc.pending_log().len() {
+            return Err("LOG events differ".into());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn compiled_equals_linear(seed in any::<u64>()) {
+            let mut rng = Rng::new(seed);
+            let opts = GenOptions { iptables_v4: false, all_tables: true, max_rules_per_chain: 12 };
+            let rs = random_ruleset(&mut rng, opts);
+            let packets: Vec<PacketMeta> = (0..200).map(|_| random_packet(&mut rng, opts)).collect();
+            if let Err(e) = check_same(&rs, &packets) {
+                panic!("seed {seed}: {e}\n{}", to_toml(&rs));
+            }
+        }
+
+    }
+
+    proptest! {
+        // Debug builds compile these slowly; 40 cases of ~600 rules still cut deep trees.
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn compiled_equals_linear_on_big_flat_chains(seed in any::<u64>()) {
+            // Enough rules that the tree really cuts (small chains stay one leaf).
+            let mut rng = Rng::new(seed);
+            let opts = GenOptions { iptables_v4: false, all_tables: false, max_rules_per_chain: 150 };
+            let rs = random_ruleset(&mut rng, opts);
+            let packets: Vec<PacketMeta> = (0..300).map(|_| random_packet(&mut rng, opts)).collect();
+            if let Err(e) = check_same(&rs, &packets) {
+                panic!("seed {seed}: {e}\n{}", to_toml(&rs));
+            }
+        }
+    }
+
+    #[test]
+    fn cache_misses_after_a_reload() {
+        let rs = random_ruleset(
+            &mut Rng::new(7),
+            GenOptions {
+                iptables_v4: false,
+                all_tables: false,
+                max_rules_per_chain: 5,
+            },
+        );
+        let env = env();
+        let a = Classifier::compile(&rs, &env).unwrap();
+        let b = Classifier::compile(&rs, &env).unwrap();
+        assert_ne!(a.generation(), b.generation());
+        let mut cache = FlowCache::new(16);
+        let mut counters = RuleCounters::new(rs.counter_len());
+        let p = random_packet(
+            &mut Rng::new(1),
+            GenOptions {
+                iptables_v4: true,
+                all_tables: false,
+                max_rules_per_chain: 0,
+            },
+        );
+        cache.run_hook(&a, Hook::Forward, &mut p.clone(), 0, &mut counters);
+        cache.run_hook(&a, Hook::Forward, &mut p.clone(), 0, &mut counters);
+        cache.run_hook(&b, Hook::Forward, &mut p.clone(), 0, &mut counters);
+        assert_eq!((cache.hits, cache.misses), (1, 2));
+    }
+}
