@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use crate::{
+    classify::Classifier,
     config::Config,
     control::{self, Request},
     dataplane::{self, PortReport, RunError, RunOptions, StatsReport},
+    rules::{self, Env},
 };
 
 pub const EXIT_OK: u8 = 0;
@@ -20,20 +22,117 @@ fn load(path: &Path) -> Result<Config, u8> {
     })
 }
 
+/// `fwd check`: load, validate and compile; report sizes and cost. Touches no
+/// interface, so it runs anywhere (a rules-only config is fine too).
 pub fn check(path: &Path) -> u8 {
-    match load(path) {
-        Ok(cfg) => {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ruleset = cfg.ruleset();
+    let env = Env {
+        ports: cfg.port_names(),
+        local_addrs: cfg
+            .ports
+            .iter()
+            .flat_map(|p| p.get_ref().addresses.iter().map(|n| n.addr()))
+            .collect(),
+    };
+    match Classifier::compile(&ruleset, &env) {
+        Ok(c) => {
             println!(
-                "{}: ok ({} ports, {} routes, {} static neighbours)",
+                "{}: ok ({} ports, {} routes, {} static neighbours; {} rules in {} chains, {} sets, compiled in {:.1} ms, {} KiB)",
                 path.display(),
                 cfg.ports.len(),
                 cfg.routes.len(),
-                cfg.neighbours.len()
+                cfg.neighbours.len(),
+                ruleset.rule_count(),
+                ruleset.chains().len(),
+                ruleset.sets().len(),
+                c.build_time().as_secs_f64() * 1e3,
+                c.memory_bytes() / 1024
             );
+            if !cfg.ports.is_empty() {
+                for i in &c.unresolved_ifaces {
+                    eprintln!("fwd: warning: {}: interface {i:?} is none of the ports: rules naming it never match", path.display());
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("fwd: {}: {e}", path.display());
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// `fwd rules -c CONFIG`: the config's table like `iptables -nvL` (counters are
+/// those an import carried, else zero).
+pub fn rules_static(path: &Path) -> u8 {
+    match load(path) {
+        Ok(cfg) => {
+            let rs = cfg.ruleset();
+            let counters = rs.sum_counters(&[]);
+            print!("{}", rules::cli::list(&rs, &counters));
             EXIT_OK
         }
         Err(code) => code,
     }
+}
+
+/// `fwd rules`: the running daemon's table with live counters.
+pub fn rules_live(socket: &Path, json: bool) -> u8 {
+    match ask(socket, Request::Rules) {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", v["listing"].as_str().unwrap_or_default());
+            }
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// `fwd import iptables-save FILE [--base CONFIG]`: the dump as config TOML on stdout.
+pub fn import_iptables(file: &Path, base: Option<&Path>) -> u8 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fwd: {}: cannot read: {e}", file.display());
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let (rs, report) = match rules::iptables::import(&text, &file.display().to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fwd: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let out = match base {
+        None => rules::iptables::to_toml(&rs),
+        Some(b) => {
+            let base_text = match std::fs::read_to_string(b) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("fwd: {}: cannot read: {e}", b.display());
+                    return EXIT_BAD_INPUT;
+                }
+            };
+            match rules::iptables::replace_rules_in_config(&base_text, &rs) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("fwd: {}: {e}", b.display());
+                    return EXIT_BAD_INPUT;
+                }
+            }
+        }
+    };
+    print!("{out}");
+    eprintln!("fwd: {}: {}", file.display(), report.summary());
+    EXIT_OK
 }
 
 pub fn run(path: &Path, opts: RunOptions) -> u8 {

@@ -3,15 +3,23 @@
 //! reads TOML.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     ops::Range,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::xsk::{BindMode, XdpAttachMode};
+use crate::{
+    rules::{
+        config::{ChainConfig, RulesConfig, SetConfig, TableConfig},
+        Ruleset,
+    },
+    xsk::{BindMode, XdpAttachMode},
+};
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -29,6 +37,17 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The rules (see rules::config for their syntax): address sets, filter-table
+    /// chains, and `[tables.TABLE.chains.CHAIN]` for raw, mangle and nat.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sets: BTreeMap<String, SetConfig>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chains: BTreeMap<String, ChainConfig>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, TableConfig>,
+    /// The validated rule model of the sections above (set by `parse`).
+    #[serde(skip)]
+    pub ruleset: Option<Arc<Ruleset>>,
 }
 
 /// The daemon's control socket (for `fwd stats`, `fwd rules`, `fwd reload`).
@@ -278,7 +297,7 @@ impl Config {
     /// Parses config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let de = toml::Deserializer::new(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             // toml::Spanned wraps values in a private struct; its key is noise to a user.
             let field = e
                 .path()
@@ -296,6 +315,20 @@ impl Config {
             )
         })?;
         cfg.validate(text, path)?;
+        let rules = RulesConfig {
+            sets: cfg.sets.clone(),
+            chains: cfg.chains.clone(),
+            tables: cfg.tables.clone(),
+        };
+        let ruleset = rules
+            .to_ruleset(text, &path.display().to_string())
+            .map_err(|e| ConfigError {
+                path: path.to_path_buf(),
+                line: e.line.unwrap_or(0),
+                field: String::new(),
+                message: e.msg,
+            })?;
+        cfg.ruleset = Some(Arc::new(ruleset));
         Ok(cfg)
     }
 
@@ -423,6 +456,21 @@ impl Config {
         Ok(())
     }
 
+    /// The rule model (empty when the config has no rules).
+    pub fn ruleset(&self) -> Arc<Ruleset> {
+        self.ruleset.clone().unwrap_or_else(|| {
+            Arc::new(Ruleset::new(Vec::new(), Vec::new()).expect("empty ruleset is valid"))
+        })
+    }
+
+    /// The ports' interface names, in port order: what rules' `in`/`out` resolve against.
+    pub fn port_names(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| p.get_ref().interface.clone())
+            .collect()
+    }
+
     /// Index of the port with this interface name.
     pub fn port_index(&self, ifname: &str) -> Option<usize> {
         self.ports
@@ -501,6 +549,14 @@ via = "198.19.0.2"
         );
         let e = parse(&OK.replace("198.19.0.2", "2001:db8::1")).unwrap_err();
         assert!(e.contains("routes[0].via"), "{e}");
+    }
+
+    #[test]
+    fn rules_in_the_config_are_parsed_and_errors_name_the_line() {
+        let c = parse(&format!("{OK}\n[chains.FORWARD]\npolicy = \"DROP\"\nrules = [{{ proto = \"tcp\", dport = 22, action = \"ACCEPT\" }}]\n")).unwrap();
+        assert_eq!(c.ruleset().rule_count(), 1);
+        let e = parse(&format!("{OK}\n[chains.FORWARD]\nrules = [{{ dport = \"80-\", proto = \"tcp\", action = \"ACCEPT\" }}]\n")).unwrap_err();
+        assert!(e.starts_with("t.toml:14: ") && e.contains("dport"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about,
-    after_help = "Examples:\n  fwd check -c configs/router.toml\n  fwd run -c configs/router.toml --stats-file /run/fwd/stats.json"
+    after_help = "Examples:\n  fwd check -c configs/router.toml\n  fwd run -c configs/router.toml --stats-file /run/fwd/stats.json\n  fwd stats --watch\n  fwd rules\n  fwd import iptables-save /etc/iptables/rules.v4 --base configs/router.toml > fwd.toml\n  fwd reload"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +48,30 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// The rule table like `iptables -nvL`: the running daemon's, with live
+    /// per-rule packet/byte counters, or with `-c CONFIG` a config's (no daemon needed).
+    Rules {
+        /// List this config's rules instead of asking the daemon.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The daemon's control socket (default /run/fwd/fwd.sock).
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+        /// The listing and the raw counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn another tool's rules into fwd config TOML (on stdout).
+    ///
+    /// `fwd import iptables-save rules.v4 > rules.toml` takes iptables-save or
+    /// ip6tables-save output (legacy or nft). Rules of INPUT/OUTPUT are traffic to the
+    /// box, which the kernel keeps: they are reported on stderr with a count, never
+    /// dropped silently. A rule fwd cannot express is refused with its line number
+    /// (exit 2) and nothing is written.
+    Import {
+        #[command(subcommand)]
+        what: ImportKind,
+    },
     /// Show the running daemon's counters: per port rx/tx and Mpps, the kernel's
     /// XDP_STATISTICS, drops by reason, per-worker queues.
     Stats {
@@ -66,6 +90,19 @@ enum Command {
     Reload {
         #[command(flatten)]
         target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportKind {
+    /// An iptables-save / ip6tables-save dump.
+    IptablesSave {
+        /// The dump file.
+        file: PathBuf,
+        /// Write this config with its rules replaced by the imported ones (ports,
+        /// routes, neighbours kept): how an appliance takes over a box's rules.
+        #[arg(long)]
+        base: Option<PathBuf>,
     },
 }
 
@@ -110,6 +147,20 @@ fn main() -> ExitCode {
             },
         ),
         Command::Check { config } => fwd::cli::check(&config),
+        Command::Rules {
+            config: Some(c), ..
+        } => fwd::cli::rules_static(&c),
+        Command::Rules {
+            config: None,
+            socket,
+            json,
+        } => match fwd::cli::control_path(socket.as_deref(), None) {
+            Ok(p) => fwd::cli::rules_live(&p, json),
+            Err(c) => c,
+        },
+        Command::Import {
+            what: ImportKind::IptablesSave { file, base },
+        } => fwd::cli::import_iptables(&file, base.as_deref()),
         Command::Stats {
             target,
             json,

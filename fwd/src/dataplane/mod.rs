@@ -7,6 +7,7 @@ pub mod pipeline;
 pub mod report;
 pub mod setup;
 pub mod stats;
+pub mod tables;
 pub mod worker;
 
 use std::{
@@ -25,9 +26,11 @@ use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 
 use crate::{
+    classify::Classifier,
     config::Config,
     control::{self, metrics, Reply, Request},
-    route::{neigh::NeighTable, netlink, Fib},
+    route::{neigh::NeighTable, netlink},
+    rules::{self, Env},
     xsk::{
         self, SocketStats, Umem, XdpAttachMode, XdpProg, XdpStatsReader, XskSocket, XskSocketConfig,
     },
@@ -35,6 +38,7 @@ use crate::{
 
 pub use report::{PortReport, StatsReport, WorkerReport};
 pub use setup::{build_fib, discover_ports, ip_to_u128};
+pub use tables::Tables;
 
 use pipeline::PortInfo;
 use stats::{SharedCounters, Totals};
@@ -77,13 +81,6 @@ impl Default for RunOptions {
     }
 }
 
-/// What the workers judge frames against; replaced whole on reload (built off the
-/// hot path, published with one pointer swap, freed when the last worker lets go).
-pub struct Tables {
-    pub fib: Fib,
-    pub generation: u64,
-}
-
 /// A worker's core and the (interface, queue) pairs it serves.
 type WorkerLayout = (Option<usize>, Vec<(String, u32)>);
 
@@ -100,6 +97,10 @@ struct Daemon {
     /// (port, socket fd) of every socket, for XDP_STATISTICS.
     socket_fds: Vec<(usize, i32)>,
     counters: Vec<Arc<SharedCounters>>,
+    /// Each worker's published rule counters.
+    rule_counters: Vec<Arc<ArcSwap<tables::RuleSnapshot>>>,
+    /// What `-m addrtype --dst-type LOCAL` matches: the box's addresses.
+    local_addrs: Vec<IpAddr>,
     /// Each worker's core and (interface, queue) list.
     workers: Vec<WorkerLayout>,
     reloads: AtomicU64,
@@ -240,12 +241,40 @@ impl Daemon {
         }
         let fib = build_fib(&new, &self.ports)
             .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
-        self.neigh.set_statics(static_neighbours(&new));
-        let generation = self.tables.load().generation + 1;
+        let ruleset = new.ruleset();
+        let classifier = compile(&ruleset, &self.ports, &self.local_addrs)
+            .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
+        let old = self.tables.load_full();
+        let generation = old.generation + 1;
         let routes = fib.len();
-        self.tables.store(Arc::new(Tables { fib, generation }));
+        let nrules = ruleset.rule_count();
+        let counter_map = tables::counter_map(&old.ruleset, &ruleset);
+        self.neigh.set_statics(static_neighbours(&new));
+        self.tables.store(Arc::new(Tables {
+            fib,
+            ruleset,
+            classifier,
+            generation,
+            prev_generation: old.generation,
+            counter_map,
+        }));
+        drop(old);
         *cur = new;
-        Ok(format!("generation {generation}, {routes} routes"))
+        // Grace period: workers remap their rule counters from the previous generation
+        // only, so the next reload waits until every worker has moved to this one (an
+        // idle worker wakes from poll(2) within 10 ms).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self
+            .rule_counters
+            .iter()
+            .any(|r| r.load().generation != generation)
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(2));
+        }
+        Ok(format!(
+            "generation {generation}, {routes} routes, {nrules} rules"
+        ))
     }
 }
 
@@ -259,7 +288,22 @@ impl control::Handler for Daemon {
                 Ok(s) => Reply::ok(serde_json::Value::String(s)),
                 Err(e) => Reply::err(e),
             },
-            Request::Rules => Reply::err("this fwd has no rule table loaded"),
+            Request::Rules => {
+                let tables = self.tables.load();
+                let snaps: Vec<_> = self.rule_counters.iter().map(|r| r.load_full()).collect();
+                let mut sum = vec![rules::Counter::default(); tables.ruleset.counter_len()];
+                for snap in snaps.iter().filter(|s| s.generation == tables.generation) {
+                    for (a, b) in sum.iter_mut().zip(snap.counts.iter()) {
+                        a.packets += b.packets;
+                        a.bytes += b.bytes;
+                    }
+                }
+                Reply::ok(serde_json::json!({
+                    "generation": tables.generation,
+                    "listing": rules::cli::list(&tables.ruleset, &sum),
+                    "counters": sum.iter().map(|c| [c.packets, c.bytes]).collect::<Vec<_>>(),
+                }))
+            }
             Request::Conntrack => Reply::err("connection tracking is not part of this fwd"),
         }
     }
@@ -269,6 +313,19 @@ impl metrics::Exporter for Daemon {
     fn render(&self) -> String {
         report::prometheus(&self.report())
     }
+}
+
+/// Compiles the rules for this box's ports and addresses.
+fn compile(
+    ruleset: &rules::Ruleset,
+    ports: &[PortInfo],
+    local_addrs: &[IpAddr],
+) -> Result<Classifier, String> {
+    let env = Env {
+        ports: ports.iter().map(|p| p.interface.clone()).collect(),
+        local_addrs: local_addrs.to_vec(),
+    };
+    Classifier::compile(ruleset, &env).map_err(|e| e.to_string())
 }
 
 fn static_neighbours(cfg: &Config) -> FxHashMap<crate::route::neigh::NextHop, [u8; 6]> {
@@ -307,8 +364,25 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).map_err(sig)?;
 
     // Everything that can fail on bad input is checked before anything is attached.
+    if cfg.ports.is_empty() {
+        return Err(RunError::BadInput(
+            "at least one [[ports]] entry is needed to forward".into(),
+        ));
+    }
     let ports: Arc<[PortInfo]> = discover_ports(&cfg)?.into();
     let fib = build_fib(&cfg, &ports)?;
+    let local_addrs: Vec<IpAddr> = ports
+        .iter()
+        .flat_map(|p| p.nets.iter().map(|n| n.addr()))
+        .collect();
+    let ruleset = cfg.ruleset();
+    let classifier = compile(&ruleset, &ports, &local_addrs).map_err(RunError::BadInput)?;
+    println!(
+        "fwd: {} rules compiled in {:.1} ms ({} KiB)",
+        ruleset.rule_count(),
+        classifier.build_time().as_secs_f64() * 1e3,
+        classifier.memory_bytes() / 1024
+    );
     let control_listener = control::bind(&cfg.control.socket).map_err(|e| {
         RunError::Runtime(format!(
             "control socket {}: {e}",
@@ -355,7 +429,16 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         .map(|p| p.stats_reader())
         .collect::<Result<Vec<_>, _>>()?;
 
-    let tables = Arc::new(ArcSwap::from_pointee(Tables { fib, generation: 1 }));
+    let tables = Arc::new(ArcSwap::from_pointee(Tables {
+        fib,
+        ruleset,
+        classifier,
+        generation: 1,
+        prev_generation: 0,
+        counter_map: Vec::new(),
+    }));
+    let mut rule_counters = Vec::new();
+    let (log_tx, log_rx) = crossbeam::channel::bounded::<Vec<rules::LogEvent>>(64);
     let nworkers = cfg.workers.cores.len().max(1);
     let mut workers = Vec::new();
     let mut socket_fds = Vec::new();
@@ -427,6 +510,8 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         ));
         let shared = Arc::new(SharedCounters::new(ports.len()));
         counters.push(shared.clone());
+        let rules_shared = Arc::new(ArcSwap::from_pointee(tables::RuleSnapshot::default()));
+        rule_counters.push(rules_shared.clone());
         workers.push(Worker {
             id: w,
             core,
@@ -439,6 +524,8 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
             neigh: neigh.clone(),
             neigh_requests: req_tx.clone(),
             shared,
+            rules_shared,
+            log: log_tx.clone(),
             stop: stop.clone(),
             idle_spins: cfg.workers.idle_spins,
         });
@@ -461,6 +548,8 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         xdp_stats,
         socket_fds,
         counters,
+        rule_counters,
+        local_addrs,
         workers: layout,
         reloads: AtomicU64::new(0),
         last_reload: Mutex::new(String::new()),
@@ -490,6 +579,9 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         None => None,
     };
 
+    drop(log_tx);
+    let log_thread = spawn_log_printer(log_rx, daemon.tables.clone());
+
     let mut last_write = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
@@ -510,6 +602,7 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         let _ = h.join();
     }
     let _ = neigh_thread.join();
+    let _ = log_thread.join();
     let _ = control_thread.join();
     if let Some(h) = metrics_thread {
         let _ = h.join();
@@ -521,4 +614,42 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
     // The workers are gone with their sockets; dropping the programs detaches them.
     drop(progs);
     Ok(report)
+}
+
+/// Prints `-j LOG` hits off the hot path (the workers only queue them, and drop
+/// what exceeds their bounded queue: LOG is rate-limited by that bound).
+fn spawn_log_printer(
+    rx: crossbeam::channel::Receiver<Vec<rules::LogEvent>>,
+    tables: Arc<ArcSwap<Tables>>,
+) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("fwd-log".into())
+        .spawn(move || {
+            while let Ok(events) = rx.recv() {
+                let t = tables.load();
+                for e in events {
+                    let m = &e.meta;
+                    let addr = |a: u128| match m.family {
+                        crate::packet::meta::Family::V4 => std::net::Ipv4Addr::from(a as u32).to_string(),
+                        crate::packet::meta::Family::V6 => std::net::Ipv6Addr::from(a).to_string(),
+                    };
+                    tracing::info!(
+                        target: "fwd::log",
+                        "LOG rule {} (gen {}): IN={} OUT={} SRC={} DST={} PROTO={} SPT={} DPT={} LEN={} MARK={:#x}",
+                        e.rule_id,
+                        t.generation,
+                        m.in_port,
+                        m.out_port,
+                        addr(m.src),
+                        addr(m.dst),
+                        m.proto,
+                        m.sport,
+                        m.dport,
+                        m.ip_len,
+                        m.mark
+                    );
+                }
+            }
+        })
+        .expect("spawning the log thread")
 }

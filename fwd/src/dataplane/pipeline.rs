@@ -9,6 +9,7 @@ use std::{
 };
 
 use crate::{
+    classify::{Classifier, FlowCache},
     packet::{
         icmp_error,
         ipv4::Ipv4Packet,
@@ -17,6 +18,7 @@ use crate::{
         parse::{self, ParseError},
     },
     route::{neigh::NextHop, Fib},
+    rules::{Hook, RuleCounters, Verdict},
 };
 
 use super::stats::{malformed_slot, Counters, Event, Reason};
@@ -75,10 +77,14 @@ impl IcmpLimiter {
     }
 }
 
-/// The read-only state one frame is judged against.
+/// The state one frame is judged against: the tables (read-only, shared) and the
+/// worker's own flow cache and rule counters.
 pub struct Router<'a> {
     pub fib: &'a Fib,
     pub ports: &'a [PortInfo],
+    pub classifier: &'a Classifier,
+    pub flow_cache: &'a mut FlowCache,
+    pub rule_counters: &'a mut RuleCounters,
 }
 
 // ICMP types and codes (RFC 792, RFC 4443).
@@ -100,13 +106,34 @@ enum IcmpError {
 }
 
 impl Router<'_> {
+    /// Runs the rules of one hook; false when they drop the frame (counted).
+    #[inline]
+    fn hook(
+        &mut self,
+        hook: Hook,
+        meta: &mut PacketMeta,
+        len: usize,
+        counters: &mut Counters,
+    ) -> bool {
+        match self
+            .flow_cache
+            .run_hook(self.classifier, hook, meta, len as u32, self.rule_counters)
+        {
+            Verdict::Accept => true,
+            Verdict::Drop => {
+                counters.drop(Reason::Filtered);
+                false
+            }
+        }
+    }
+
     /// Judges one frame received on `in_port`. `buf` is the whole UMEM chunk from
     /// the frame's first byte and `len` the frame length; both may be rewritten (an
     /// ICMP error replaces the frame). Returns the egress port and next hop, or
     /// `None` when the frame is to be freed (the reason is already counted).
     #[inline]
     pub fn route(
-        &self,
+        &mut self,
         buf: &mut [u8],
         len: &mut usize,
         in_port: u16,
@@ -138,6 +165,10 @@ impl Router<'_> {
         if meta.family == Family::V4 && !Ipv4Packet::new_unchecked(&buf[l3..*len]).verify_checksum()
         {
             counters.drop(Reason::BadChecksum);
+            return None;
+        }
+        // PREROUTING (raw, mangle, nat) sees the frame before the routing decision.
+        if !self.hook(Hook::Prerouting, meta, *len, counters) {
             return None;
         }
         let Some(route) = self.fib.lookup(meta.family, meta.dst) else {
@@ -183,6 +214,12 @@ impl Router<'_> {
             Family::V4 => Ipv4Packet::new_unchecked(&mut buf[l3..*len]).decrement_ttl(),
             Family::V6 => Ipv6Packet::new_unchecked(&mut buf[l3..*len]).decrement_hop_limit(),
         }
+        // ip_forward: FORWARD after the TTL decrement, then POSTROUTING.
+        if !self.hook(Hook::Forward, meta, *len, counters)
+            || !self.hook(Hook::Postrouting, meta, *len, counters)
+        {
+            return None;
+        }
         let nh = NextHop {
             port: out,
             family: meta.family,
@@ -195,7 +232,7 @@ impl Router<'_> {
     #[allow(clippy::too_many_arguments)]
     #[cold]
     fn icmp_error(
-        &self,
+        &mut self,
         buf: &mut [u8],
         len: &mut usize,
         in_port: u16,

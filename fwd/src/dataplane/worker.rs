@@ -16,8 +16,10 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::Sender;
 
 use crate::{
+    classify::FlowCache,
     packet::meta::PacketMeta,
     route::neigh::{NeighTable, NextHop},
+    rules::{LogEvent, RuleCounters},
     xsk::{self, FrameBatch, Umem, XskSocket},
 };
 
@@ -25,8 +27,16 @@ use super::{
     hold::{Drained, HoldOutcome, HoldQueue},
     pipeline::{rewrite_l2, IcmpLimiter, PortInfo, Router},
     stats::{Counters, Event, Reason, SharedCounters},
+    tables::RuleSnapshot,
     Tables,
 };
+
+/// Entries of the per-worker flow cache in front of the classifier (a power of two;
+/// 64 Ki entries hold the active flows of a busy port in a few MiB).
+const FLOW_CACHE_ENTRIES: usize = 1 << 16;
+
+/// How often rule counters and LOG events leave the worker.
+const RULES_PUBLISH: Duration = Duration::from_millis(100);
 
 /// How long an idle worker sleeps in poll(2) before looking again (it wakes at
 /// once when a frame arrives).
@@ -46,6 +56,10 @@ pub struct Worker {
     pub neigh: Arc<NeighTable>,
     pub neigh_requests: Sender<NextHop>,
     pub shared: Arc<SharedCounters>,
+    /// Where this worker publishes its rule counters.
+    pub rules_shared: Arc<ArcSwap<RuleSnapshot>>,
+    /// `-j LOG` hits go to the log thread.
+    pub log: Sender<Vec<LogEvent>>,
     pub stop: Arc<AtomicBool>,
     pub idle_spins: u32,
 }
@@ -84,6 +98,12 @@ impl Worker {
             s.refill(&mut self.umem);
         }
         let ports = self.ports.clone();
+        let mut flow_cache = FlowCache::new(FLOW_CACHE_ENTRIES);
+        let mut rule_gen = self.tables.load().generation;
+        let mut rule_counters = RuleCounters::new(self.tables.load().classifier.counter_len());
+        let mut last_rules_publish = Instant::now();
+        let mut log_events: Vec<LogEvent> = Vec::new();
+        self.publish_rules(rule_gen, &rule_counters);
 
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -92,9 +112,23 @@ impl Worker {
             // One load per round: a reload takes effect at the next round, and the
             // old tables live until this guard drops.
             let tables = self.tables.load();
-            let router = Router {
+            if tables.generation != rule_gen {
+                // A reload: carry the counters of unchanged rules over (DESIGN.md 4).
+                let map: &[Option<u32>] = if tables.prev_generation == rule_gen {
+                    &tables.counter_map
+                } else {
+                    &[]
+                };
+                rule_counters.remap(map, tables.classifier.counter_len());
+                rule_gen = tables.generation;
+                self.publish_rules(rule_gen, &rule_counters);
+            }
+            let mut router = Router {
                 fib: &tables.fib,
                 ports: &ports,
+                classifier: &tables.classifier,
+                flow_cache: &mut flow_cache,
+                rule_counters: &mut rule_counters,
             };
             let mut got = 0;
             for si in 0..self.sockets.len() {
@@ -207,6 +241,13 @@ impl Worker {
                 }
             }
 
+            if now.duration_since(last_rules_publish) >= RULES_PUBLISH {
+                last_rules_publish = now;
+                self.publish_rules(rule_gen, &rule_counters);
+                if rule_counters.drain_log(&mut log_events) > 0 || !log_events.is_empty() {
+                    let _ = self.log.try_send(std::mem::take(&mut log_events));
+                }
+            }
             if got > 0 {
                 idle = 0;
                 counters.publish(&self.shared);
@@ -229,6 +270,16 @@ impl Worker {
             }
         }
         counters.publish(&self.shared);
+        self.publish_rules(rule_gen, &rule_counters);
+    }
+
+    /// Publishes this worker's rule counters for `fwd rules` (a copy every 100 ms:
+    /// readers never touch the array the worker writes).
+    fn publish_rules(&self, generation: u64, rc: &RuleCounters) {
+        self.rules_shared.store(Arc::new(RuleSnapshot {
+            generation,
+            counts: rc.counts().to_vec(),
+        }));
     }
 
     /// Hands a port's staged frames to its TX ring; what does not fit after one

@@ -65,6 +65,18 @@ impl RuleCounters {
         c.bytes += bytes;
     }
 
+    /// Carries counters over a reload: `map[old_id]` is the rule's id in the new rule
+    /// set (None: the rule is gone); the result has `new_len` counters.
+    pub fn remap(&mut self, map: &[Option<u32>], new_len: usize) {
+        let mut next = vec![Counter::default(); new_len];
+        for (old, c) in self.counts.iter().enumerate() {
+            if let Some(Some(new)) = map.get(old) {
+                next[*new as usize] = *c;
+            }
+        }
+        self.counts = next;
+    }
+
     /// Resets to `len` zeroed counters (after a reload, ids mean other rules).
     pub fn reset(&mut self, len: usize) {
         self.counts.clear();
