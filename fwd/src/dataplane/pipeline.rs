@@ -115,6 +115,10 @@ impl Router<'_> {
         len: usize,
         counters: &mut Counters,
     ) -> bool {
+        // A hook without rules costs one load, not a flow-cache probe.
+        if self.classifier.program_len(hook) == 0 {
+            return true;
+        }
         match self
             .flow_cache
             .run_hook(self.classifier, hook, meta, len as u32, self.rule_counters)
