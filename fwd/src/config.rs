@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     rules::{
-        config::{ChainConfig, RulesConfig, SetConfig, TableConfig},
+        config::{line_of, ChainConfig, RulesConfig, SetConfig, TableConfig},
         Ruleset,
     },
     xsk::{BindMode, XdpAttachMode},
@@ -271,15 +271,6 @@ impl ConfigError {
             message: message.into(),
         }
     }
-}
-
-/// 1-based line number of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 impl Config {

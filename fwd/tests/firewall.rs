@@ -6,53 +6,7 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{tool, Fwd, Testbed};
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&o.stderr)))
-}
-
-fn sniff(tb: &Testbed, port: u16, count: u32, secs: u32) -> std::process::Child {
-    let c = tb.spawn(
-        &tb.sink(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "sniff",
-            &format!("{}-s", tb.prefix),
-            &port.to_string(),
-            &count.to_string(),
-            &secs.to_string(),
-        ],
-    );
-    thread::sleep(Duration::from_millis(300));
-    c
-}
-
-fn sniffed(c: std::process::Child) -> serde_json::Value {
-    let out = c.wait_with_output().unwrap();
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
-}
-
-fn send(tb: &Testbed, port: u16, count: u32, gap_us: u32) {
-    let o = tb.exec(
-        &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            &port.to_string(),
-            &count.to_string(),
-            "64",
-            "1",
-            &gap_us.to_string(),
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
+use common::{json_stdout as json, sniffed, Fwd, Testbed};
 
 fn with_rules(tb: &Testbed, rules: &str) -> String {
     format!(
@@ -69,13 +23,10 @@ fn a_drop_rule_drops_exactly_its_packets_and_counts_them_across_a_reload() {
     let tb = Testbed::up();
     let cfg = with_rules(&tb, DROP_9999);
     let fwd = Fwd::start(&tb, &cfg);
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
-    let pass = sniff(&tb, 9998, 100, 8);
-    send(&tb, 9999, 100, 200);
-    send(&tb, 9998, 100, 200);
+    tb.ping_sink();
+    let pass = tb.sniff(9998, 100, 8);
+    tb.send_probes("198.19.0.2", 9999, 100, 1, 200);
+    tb.send_probes("198.19.0.2", 9998, 100, 1, 200);
     assert_eq!(sniffed(pass)["received"], 100);
     thread::sleep(Duration::from_millis(400));
     let r = json(&tb.fwd_cli(&["rules", "--json"]));
@@ -123,26 +74,14 @@ fn verdicts_switch_over_twenty_reloads_and_the_stream_loses_nothing() {
         r#"  { proto = "udp", dport = 7776, action = "DROP" },"#,
     );
     let fwd = Fwd::start(&tb, &a);
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
     let n = 4000;
-    let stream = sniff(&tb, 9999, n, 30);
-    let probes = sniff(&tb, 7777, 30, 30);
+    let stream = tb.sniff(9999, n, 30);
+    let probes = tb.sniff(7777, 30, 30);
+    let args = Testbed::probe_args("198.19.0.2", 9999, n, 64, 1, 1000);
     let sender = tb.spawn(
         &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            "9999",
-            &n.to_string(),
-            "64",
-            "1",
-            "1000",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     for i in 0..20 {
         let use_b = i % 2 == 0;
@@ -154,7 +93,7 @@ fn verdicts_switch_over_twenty_reloads_and_the_stream_loses_nothing() {
             "reload {i}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        send(&tb, 7777, 3, 1000);
+        tb.send_probes("198.19.0.2", 7777, 3, 1, 1000);
     }
     assert!(sender.wait_with_output().unwrap().status.success());
     let s = sniffed(stream);

@@ -5,7 +5,7 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{tool, Fwd, Testbed};
+use common::{sniffed, tool, Fwd, Testbed};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -132,34 +132,9 @@ fn forwarded_packets_have_ttl_one_lower_and_valid_checksums() {
     let tb = Testbed::up();
     let fwd = Fwd::start(&tb, &tb.router_config());
     for (dst, ttl) in [("198.19.0.2", 64), ("2001:db8:b::2", 64), ("198.19.0.2", 2)] {
-        let mut sniff = tb.spawn(
-            &tb.sink(),
-            &[
-                "python3",
-                &tool("udp_probe.py"),
-                "sniff",
-                &format!("{}-s", tb.prefix),
-                "9999",
-                "200",
-                "8",
-            ],
-        );
-        thread::sleep(Duration::from_millis(300));
-        let o = tb.exec(
-            &tb.gen(),
-            &[
-                "python3",
-                &tool("udp_probe.py"),
-                "send",
-                dst,
-                "9999",
-                "200",
-                &ttl.to_string(),
-            ],
-        );
-        assert!(o.status.success());
-        let r: serde_json::Value =
-            serde_json::from_str(sniff.wait_with_output_timeout().trim()).unwrap();
+        let sniff = tb.sniff(9999, 200, 8);
+        tb.send_probes_ttl(dst, 9999, 200, ttl, 1, 1000);
+        let r = sniffed(sniff);
         assert_eq!(r["received"], 200, "{dst}: {r}");
         assert_eq!(r["seqs_missing"], 0, "{dst}: {r}");
         assert_eq!(
@@ -179,10 +154,7 @@ fn ttl_one_gets_time_exceeded_from_fwd() {
     let tb = Testbed::up();
     let fwd = Fwd::start(&tb, &tb.router_config());
     // Resolve the path first so the only thing tested is the TTL.
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
     let o = tb.exec(
         &tb.gen(),
         &["ping", "-c", "1", "-t", "1", "-W", "3", "198.19.0.2"],
@@ -266,10 +238,7 @@ fn stops_cleanly_and_a_crash_leftover_is_replaced() {
     fwd.kill();
     assert!(tb.xdp_attached());
     let fwd = Fwd::start(&tb, &tb.router_config());
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
     let s = fwd.stop();
     assert_eq!(s.code, Some(0));
     assert!(s.stderr.contains("stale"), "{}", s.stderr);

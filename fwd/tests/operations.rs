@@ -5,35 +5,7 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{tool, Fwd, Testbed};
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&o.stderr)))
-}
-
-fn sniffer(tb: &Testbed, count: u32, secs: u32) -> std::process::Child {
-    let c = tb.spawn(
-        &tb.sink(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "sniff",
-            &format!("{}-s", tb.prefix),
-            "9999",
-            &count.to_string(),
-            &secs.to_string(),
-        ],
-    );
-    thread::sleep(Duration::from_millis(300));
-    c
-}
-
-fn sniffed(c: std::process::Child) -> serde_json::Value {
-    let out = c.wait_with_output().unwrap();
-    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
-}
+use common::{sniffed, Fwd, Testbed};
 
 #[test]
 fn stats_over_the_control_socket_match_the_wire() {
@@ -41,31 +13,14 @@ fn stats_over_the_control_socket_match_the_wire() {
     let tb = Testbed::up();
     let fwd = Fwd::start(&tb, &tb.router_config());
     // Resolve the next hop, then count exactly what a known stream adds.
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
     thread::sleep(Duration::from_millis(300));
-    let before = json(&tb.fwd_cli(&["stats", "--json"]));
-    let sniff = sniffer(&tb, 500, 10);
-    let o = tb.exec(
-        &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            "9999",
-            "500",
-            "64",
-            "1",
-            "200",
-        ],
-    );
-    assert!(o.status.success());
+    let before = tb.stats();
+    let sniff = tb.sniff(9999, 500, 10);
+    tb.send_probes("198.19.0.2", 9999, 500, 1, 200);
     let seen = sniffed(sniff);
     thread::sleep(Duration::from_millis(300));
-    let after = json(&tb.fwd_cli(&["stats", "--json"]));
+    let after = tb.stats();
     let delta = |p: usize, k: &str| {
         after["ports"][p][k].as_u64().unwrap() - before["ports"][p][k].as_u64().unwrap()
     };
@@ -76,7 +31,7 @@ fn stats_over_the_control_socket_match_the_wire() {
         "fwd's tx on the sink port = frames on the sink's wire"
     );
     assert_eq!(delta(0, "rx_packets"), 500);
-    // The human table names the ports and the socket modes' counters.
+    // The human table names the ports and the sockets' kernel counters.
     let table = String::from_utf8_lossy(&tb.fwd_cli(&["stats"]).stdout).into_owned();
     assert!(
         table.contains(&tb.port_a()) && table.contains("fill_empty"),
@@ -86,32 +41,20 @@ fn stats_over_the_control_socket_match_the_wire() {
 }
 
 #[test]
-fn twenty_reloads_under_traffic_lose_nothing_and_a_broken_config_is_refused() {
+fn twenty_reloads_under_traffic_lose_nothing_and_bad_reloads_are_refused() {
     require_root!();
     let tb = Testbed::up();
     let base = tb.router_config();
     let fwd = Fwd::start(&tb, &base);
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
     // Two valid configs that differ in their routes.
     let other = format!("{base}\n[[routes]]\nprefix = \"198.19.200.0/24\"\nvia = \"198.19.0.2\"\n");
     let n = 3000;
-    let sniff = sniffer(&tb, n, 20);
+    let sniff = tb.sniff(9999, n, 20);
+    let args = Testbed::probe_args("198.19.0.2", 9999, n, 64, 1, 1000);
     let sender = tb.spawn(
         &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            "9999",
-            &n.to_string(),
-            "64",
-            "1",
-            "1000",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     for i in 0..20 {
         std::fs::write(&fwd.config_file, if i % 2 == 0 { &other } else { &base }).unwrap();
@@ -154,7 +97,7 @@ fn twenty_reloads_under_traffic_lose_nothing_and_a_broken_config_is_refused() {
     let seen = sniffed(sniff);
     assert_eq!(seen["received"], n, "{seen}");
     assert_eq!(seen["seqs_missing"], 0, "{seen}");
-    let s = json(&tb.fwd_cli(&["stats", "--json"]));
+    let s = tb.stats();
     assert_eq!(s["reloads"], 22);
     assert!(
         s["last_reload"].as_str().unwrap().starts_with("refused"),
@@ -162,22 +105,9 @@ fn twenty_reloads_under_traffic_lose_nothing_and_a_broken_config_is_refused() {
     );
     // SIGHUP reloads too.
     std::fs::write(&fwd.config_file, &base).unwrap();
-    let pid = std::process::Command::new("pgrep")
-        .args(["-f", &format!("fwd run -c {}", fwd.config_file.display())])
-        .output()
-        .unwrap();
-    let pid = String::from_utf8_lossy(&pid.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    fwd.signal("HUP");
     thread::sleep(Duration::from_millis(300));
-    let s = json(&tb.fwd_cli(&["stats", "--json"]));
+    let s = tb.stats();
     assert_eq!(s["reloads"], 23);
     assert!(s["last_reload"].as_str().unwrap().starts_with("ok"), "{s}");
     drop(fwd);
@@ -188,39 +118,14 @@ fn sigterm_under_load_exits_cleanly() {
     require_root!();
     let tb = Testbed::up();
     let fwd = Fwd::start(&tb, &tb.router_config());
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
+    tb.ping_sink();
+    let args = Testbed::probe_args("198.19.0.2", 9999, 200_000, 64, 8, 0);
     let mut sender = tb.spawn(
         &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            "9999",
-            "200000",
-            "64",
-            "8",
-            "0",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     thread::sleep(Duration::from_millis(700));
-    let pid = std::process::Command::new("pgrep")
-        .args(["-f", &format!("fwd run -c {}", fwd.config_file.display())])
-        .output()
-        .unwrap();
-    let pid = String::from_utf8_lossy(&pid.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    fwd.signal("TERM");
     let stopped = fwd.stop();
     let _ = sender.kill();
     let _ = sender.wait();
@@ -238,30 +143,14 @@ fn two_queues_are_served_by_two_workers_and_counters_add_up() {
         .replace("queues = [0]", "queues = [0, 1]")
         .replace("cores = [1]", "cores = [0, 1]");
     let fwd = Fwd::start(&tb, &cfg);
-    assert!(tb
-        .exec(&tb.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"])
-        .status
-        .success());
-    let sniff = sniffer(&tb, 2000, 15);
-    let o = tb.exec(
-        &tb.gen(),
-        &[
-            "python3",
-            &tool("udp_probe.py"),
-            "send",
-            "198.19.0.2",
-            "9999",
-            "2000",
-            "64",
-            "32",
-            "200",
-        ],
-    );
-    assert!(o.status.success());
+    tb.ping_sink();
+    let sniff = tb.sniff(9999, 2000, 15);
+    // 32 source ports: the flow hash spreads them over both queues.
+    tb.send_probes("198.19.0.2", 9999, 2000, 32, 200);
     let seen = sniffed(sniff);
     assert_eq!(seen["received"], 2000, "{seen}");
     thread::sleep(Duration::from_millis(300));
-    let s = json(&tb.fwd_cli(&["stats", "--json"]));
+    let s = tb.stats();
     let workers = s["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
     let per_worker: Vec<u64> = workers

@@ -135,6 +135,90 @@ impl Testbed {
             .unwrap()
     }
 
+    /// One ping from the generator to the sink: resolves the path (and asserts it works).
+    pub fn ping_sink(&self) {
+        let o = self.exec(&self.gen(), &["ping", "-c", "1", "-W", "3", "198.19.0.2"]);
+        assert!(
+            o.status.success(),
+            "ping: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+
+    /// Starts tools/udp_probe.py's sniffer on the sink's wire for `count` probes to
+    /// UDP `port`, giving up after `secs`; read it with [`sniffed`].
+    pub fn sniff(&self, port: u16, count: u32, secs: u32) -> Child {
+        let c = self.spawn(
+            &self.sink(),
+            &[
+                "python3",
+                &tool("udp_probe.py"),
+                "sniff",
+                &format!("{}-s", self.prefix),
+                &port.to_string(),
+                &count.to_string(),
+                &secs.to_string(),
+            ],
+        );
+        // Let the sniffer bind before anything is sent.
+        thread::sleep(Duration::from_millis(300));
+        c
+    }
+
+    /// The udp_probe.py sender's argument list (for `exec` or `spawn` from the generator).
+    pub fn probe_args(
+        dst: &str,
+        port: u16,
+        count: u32,
+        ttl: u8,
+        flows: u32,
+        gap_us: u32,
+    ) -> Vec<String> {
+        [
+            "python3",
+            &tool("udp_probe.py"),
+            "send",
+            dst,
+            &port.to_string(),
+            &count.to_string(),
+            &ttl.to_string(),
+            &flows.to_string(),
+            &gap_us.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Sends `count` numbered UDP probes (TTL 64) from the generator and waits for it.
+    pub fn send_probes(&self, dst: &str, port: u16, count: u32, flows: u32, gap_us: u32) {
+        self.send_probes_ttl(dst, port, count, 64, flows, gap_us)
+    }
+
+    pub fn send_probes_ttl(
+        &self,
+        dst: &str,
+        port: u16,
+        count: u32,
+        ttl: u8,
+        flows: u32,
+        gap_us: u32,
+    ) {
+        let args = Self::probe_args(dst, port, count, ttl, flows, gap_us);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = self.exec(&self.gen(), &args);
+        assert!(
+            o.status.success(),
+            "udp_probe send: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `fwd stats --json` of the daemon in this testbed.
+    pub fn stats(&self) -> serde_json::Value {
+        json_stdout(&self.fwd_cli(&["stats", "--json"]))
+    }
+
     /// Whether any interface of the fwd namespace still has an XDP program.
     pub fn xdp_attached(&self) -> bool {
         let out = Command::new("ip")
@@ -243,6 +327,16 @@ impl Fwd {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     /// SIGKILL: what a crash leaves behind.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
@@ -259,6 +353,18 @@ impl Drop for Fwd {
         let _ = std::fs::remove_file(&self.stats_file);
         let _ = std::fs::remove_file(&self.config_file);
     }
+}
+
+/// What a sniffer from [`Testbed::sniff`] saw (JSON: received, ttls, checksums, seqs_missing).
+pub fn sniffed(c: Child) -> serde_json::Value {
+    json_stdout(&c.wait_with_output().unwrap())
+}
+
+/// A command's stdout parsed as JSON (the output and stderr shown if it is not).
+pub fn json_stdout(o: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&o.stderr)))
 }
 
 pub fn tool(name: &str) -> String {
