@@ -118,6 +118,13 @@ trait Trace {
     fn log(&mut self);
 }
 
+impl Trace for Vec<u32> {
+    fn hit(&mut self, id: u32) {
+        self.push(id);
+    }
+    fn log(&mut self) {}
+}
+
 struct NoTrace;
 
 impl Trace for NoTrace {
@@ -218,6 +225,42 @@ impl Classifier {
         counters: &mut RuleCounters,
     ) -> Verdict {
         self.run(hook, meta, frame_len, counters, &mut NoTrace)
+    }
+
+    /// How many candidates the tree hands `meta` at `hook` (diagnostics for benches).
+    pub fn candidates(&self, hook: Hook, meta: &PacketMeta) -> usize {
+        let prog = &self.hooks[hook.index()];
+        let l4 = |p: u16| {
+            if meta.l4_valid {
+                u128::from(p)
+            } else {
+                u128::from(NO_L4)
+            }
+        };
+        let key: Key = [
+            meta.src,
+            meta.dst,
+            l4(meta.sport),
+            l4(meta.dport),
+            u128::from(meta.proto),
+        ];
+        match meta.family {
+            Family::V4 => prog.v4.find(&key).len(),
+            Family::V6 => prog.v6.find(&key).len(),
+        }
+    }
+
+    /// `run_hook` that also appends every counter id hit to `hits` (cold path: tests,
+    /// `bench classify` mismatch checks).
+    pub fn run_hook_traced(
+        &self,
+        hook: Hook,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+        hits: &mut Vec<u32>,
+    ) -> Verdict {
+        self.run(hook, meta, frame_len, counters, hits)
     }
 
     /// `run_hook` over a batch; `verdicts[i]` is packet i's.

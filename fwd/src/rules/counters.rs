@@ -19,7 +19,7 @@ pub enum Verdict {
     Drop,
 }
 
-/// One `-j LOG` hit, formatted later by `cli::format_log`.
+/// One `-j LOG` hit: the rule id and the packet, formatted later off the hot path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogEvent {
     pub rule_id: u32,

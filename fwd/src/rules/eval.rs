@@ -43,9 +43,21 @@ impl<'a> LinearEvaluator<'a> {
         frame_len: u32,
         counters: &mut RuleCounters,
     ) -> Verdict {
+        self.run_hook_traced(hook, meta, frame_len, counters, &mut Vec::new())
+    }
+
+    /// `run_hook` that also appends every counter id hit to `hits`.
+    pub fn run_hook_traced(
+        &self,
+        hook: Hook,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+        hits: &mut Vec<u32>,
+    ) -> Verdict {
         for &table in hook.tables() {
             if let Some(ci) = self.rs.chain_index(table, hook.chain_name()) {
-                if self.run_chain(ci, meta, frame_len, counters) == Policy::Drop {
+                if self.run_chain(ci, meta, frame_len, counters, hits) == Policy::Drop {
                     return Verdict::Drop;
                 }
             }
@@ -59,6 +71,7 @@ impl<'a> LinearEvaluator<'a> {
         meta: &mut PacketMeta,
         frame_len: u32,
         counters: &mut RuleCounters,
+        hits: &mut Vec<u32>,
     ) -> Policy {
         let bytes = hit_bytes(meta, frame_len);
         let mut stack: Vec<(usize, usize)> = Vec::new();
@@ -68,7 +81,7 @@ impl<'a> LinearEvaluator<'a> {
             if at == rules.len() {
                 match stack.pop() {
                     Some(frame) if chain != builtin => (chain, at) = frame,
-                    _ => return self.policy(builtin, bytes, counters),
+                    _ => return self.policy(builtin, bytes, counters, hits),
                 }
                 continue;
             }
@@ -79,6 +92,7 @@ impl<'a> LinearEvaluator<'a> {
             }
             let id = self.rs.rule_id(chain, at);
             counters.bump(id, bytes);
+            hits.push(id);
             at += 1;
             match &rule.target {
                 None => {}
@@ -88,11 +102,11 @@ impl<'a> LinearEvaluator<'a> {
                 Some(Target::Mark { xor, mask }) => meta.mark = (meta.mark & !mask) ^ xor,
                 Some(Target::Return) => {
                     if chain == builtin {
-                        return self.policy(builtin, bytes, counters);
+                        return self.policy(builtin, bytes, counters, hits);
                     }
                     match stack.pop() {
                         Some(frame) => (chain, at) = frame,
-                        None => return self.policy(builtin, bytes, counters),
+                        None => return self.policy(builtin, bytes, counters, hits),
                     }
                 }
                 Some(Target::Jump(name)) => {
@@ -115,12 +129,19 @@ impl<'a> LinearEvaluator<'a> {
             .expect("validated: jump targets exist")
     }
 
-    fn policy(&self, builtin: usize, bytes: u64, counters: &mut RuleCounters) -> Policy {
+    fn policy(
+        &self,
+        builtin: usize,
+        bytes: u64,
+        counters: &mut RuleCounters,
+        hits: &mut Vec<u32>,
+    ) -> Policy {
         let id = self
             .rs
             .policy_id(builtin)
             .expect("built-in chains have a policy");
         counters.bump(id, bytes);
+        hits.push(id);
         self.rs.chains()[builtin]
             .policy
             .expect("built-in chains have a policy")
