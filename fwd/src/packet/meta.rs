@@ -46,6 +46,37 @@ pub struct PacketMeta {
     pub out_port: u16,
     /// Packet mark (`-j MARK`), zero on ingress.
     pub mark: u32,
+    /// Connection-tracking state as `-m conntrack --ctstate` sees it: one of the
+    /// [`ctstate`] bits, 0 before (or without) tracking.
+    pub ctstate: u8,
+    /// Connection status bits ([`ctstatus`]): `--ctstatus SNAT,DNAT,...`.
+    pub ctstatus: u8,
+    /// Set by a nat-table rule that matched (DNAT/SNAT/MASQUERADE): 1 + the index of
+    /// its target in the classifier's NAT target list; 0 for none. The dataplane
+    /// reads it after the hook and sets the binding up in conntrack.
+    pub nat: u16,
+}
+
+/// `--ctstate` bits (the values of iptables' xt_conntrack XT_CONNTRACK_STATE_*
+/// are not used on the wire; these are fwd's own).
+pub mod ctstate {
+    pub const NEW: u8 = 1;
+    pub const ESTABLISHED: u8 = 2;
+    pub const RELATED: u8 = 4;
+    pub const INVALID: u8 = 8;
+    pub const UNTRACKED: u8 = 16;
+    /// DNAT: the original destination differs from the reply source.
+    pub const DNAT: u8 = 32;
+    /// SNAT: the original source differs from the reply destination.
+    pub const SNAT: u8 = 64;
+}
+
+/// `--ctstatus` bits.
+pub mod ctstatus {
+    pub const EXPECTED: u8 = 1;
+    pub const SEEN_REPLY: u8 = 2;
+    pub const ASSURED: u8 = 4;
+    pub const CONFIRMED: u8 = 8;
 }
 
 pub const NO_PORT: u16 = u16::MAX;
