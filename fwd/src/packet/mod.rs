@@ -10,6 +10,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod meta;
 pub mod parse;
+pub mod reject;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
