@@ -9,7 +9,7 @@ PKGS=(
   # bpf_helpers.h for bpf/*.bpf.c
   libbpf-dev
   # testbed and tests
-  iproute2 iputils-ping ethtool iptables nftables iperf3 tcpdump socat bpftool
+  iproute2 iputils-ping ethtool iptables nftables ipset iperf3 tcpdump socat bpftool
   python3-scapy python3-matplotlib
 )
 
