@@ -3,7 +3,10 @@
  * fwd's XDP program: steer every frame the forwarder owns to the AF_XDP socket of
  * its rx queue, and pass to the kernel what the forwarder must not take:
  *   - ARP, and IPv6 neighbour discovery / router solicitation+advertisement,
- *     so the kernel keeps resolving neighbours for us (DESIGN.md section 1);
+ *     so the kernel keeps resolving neighbours for us (DESIGN.md section 1):
+ *     ND is sent to multicast, link-local or our own addresses, all passed below;
+ *     ND to someone else's global address is transit traffic and is forwarded,
+ *     as Linux forwards it;
  *   - frames to one of the box's own addresses (local_v4/local_v6, filled by fwd);
  *   - link-local and multicast/broadcast traffic (routers do not forward it);
  *   - anything that is not IPv4/IPv6.
@@ -45,7 +48,6 @@ struct {
 enum xdp_stat {
 	STAT_REDIRECT = 0,
 	STAT_PASS_ARP,
-	STAT_PASS_ND,
 	STAT_PASS_LOCAL,
 	STAT_PASS_MCAST,
 	STAT_PASS_OTHER,
@@ -147,15 +149,6 @@ int fwd_xdp(struct xdp_md *ctx)
 		if (first == 0xff ||
 		    (first == 0xfe && (ip6->daddr.in6_u.u6_addr8[1] & 0xc0) == 0x80))
 			return count(STAT_PASS_MCAST, XDP_PASS);
-		/* RS, RA, NS, NA, redirect (RFC 4861): the kernel's neighbour cache. */
-		if (ip6->nexthdr == IPPROTO_ICMPV6) {
-			__u8 *type = (__u8 *)(ip6 + 1);
-
-			if ((void *)(type + 1) > data_end)
-				return count(STAT_PASS_OTHER, XDP_PASS);
-			if (*type >= 133 && *type <= 137)
-				return count(STAT_PASS_ND, XDP_PASS);
-		}
 		if (bpf_map_lookup_elem(&local_v6, &ip6->daddr))
 			return count(STAT_PASS_LOCAL, XDP_PASS);
 	} else {

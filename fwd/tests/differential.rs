@@ -736,10 +736,10 @@ fn probes_v6(seed: u64, n: u32) -> Vec<Probe> {
                     rng.below(256) as u8
                 },
                 icmp: (
-                    // Not ND (133-137): fwd's XDP program hands those to its kernel
-                    // whatever their destination; Linux forwards transit ones.
+                    // ND types (133-137) included: to a transit address they are
+                    // forwarded by Linux, and by fwd (its XDP program passes only
+                    // ND to multicast, link-local or the box's own addresses).
                     match rng.below(256) as u8 {
-                        133..=137 => 128,
                         _ if rng.chance(85) => *rng.pick(&ICMPV6_TYPES),
                         t => t,
                     },

@@ -39,17 +39,15 @@ pub enum XdpAttachMode {
 pub enum XdpStat {
     Redirect = 0,
     PassArp,
-    PassNd,
     PassLocal,
     PassMcast,
     PassOther,
 }
 
 impl XdpStat {
-    pub const ALL: [XdpStat; 6] = [
+    pub const ALL: [XdpStat; 5] = [
         XdpStat::Redirect,
         XdpStat::PassArp,
-        XdpStat::PassNd,
         XdpStat::PassLocal,
         XdpStat::PassMcast,
         XdpStat::PassOther,
@@ -59,7 +57,6 @@ impl XdpStat {
         match self {
             XdpStat::Redirect => "xdp_redirect",
             XdpStat::PassArp => "xdp_pass_arp",
-            XdpStat::PassNd => "xdp_pass_nd",
             XdpStat::PassLocal => "xdp_pass_local",
             XdpStat::PassMcast => "xdp_pass_mcast",
             XdpStat::PassOther => "xdp_pass_other",
@@ -68,7 +65,7 @@ impl XdpStat {
 }
 
 /// Counters of the XDP program on one port, summed over CPUs.
-pub type XdpProgStats = [(XdpStat, u64); 6];
+pub type XdpProgStats = [(XdpStat, u64); 5];
 
 /// fwd's XDP program, loaded and attached to one interface. Detached on drop.
 pub struct XdpProg {
