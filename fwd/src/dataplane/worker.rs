@@ -209,7 +209,7 @@ impl Worker {
             } else {
                 idle += 1;
                 counters.event(Event::IdleRounds, 1);
-                if idle % 1024 == 0 {
+                if idle.is_multiple_of(1024) {
                     counters.publish(&self.shared);
                 }
                 if self.idle_spins > 0
