@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""The measuring half of scripts/bench.sh: runs pktgen -> {fwd | Linux | testpmd} ->
+sink trials on a testbed that bench.sh brought up, and writes the report.
+
+Held equal for every system: 64-byte IPv4/UDP frames, one flow, the same generator
+core (0) and forwarding core (1: fwd's worker, or the kernel's threaded NAPI kthread
+of the ingress veth, or testpmd's lcore), permanent neighbour entries, the same
+sink (XDP, counting and dropping), the same trial length and search resolution.
+"""
+import argparse, json, os, platform, re, signal, subprocess, sys, threading, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--prefix", required=True)
+ap.add_argument("--bin", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--quick", action="store_true")
+ap.add_argument("--trial", type=float)
+ap.add_argument("--rules")
+A = ap.parse_args()
+
+P, B, OUT = A.prefix, A.bin, A.out
+GEN, FWD, SINK = f"{P}-gen", f"{P}-fwd", f"{P}-sink"
+IF_G, IF_A, IF_B, IF_S = f"{P}-g", f"{P}-a", f"{P}-b", f"{P}-s"
+TRIAL = A.trial or (1.0 if A.quick else 2.0)
+RES = 0.10 if A.quick else 0.001           # binary search stops at this relative width
+MAX_STEPS = 5 if A.quick else 12
+RULES = [int(x) for x in A.rules.split()] if A.rules else ([0, 1000] if A.quick else [0, 100, 1000, 10000])
+FWD_RULES = RULES if A.quick or A.rules else RULES + [100000]
+GEN_CORE, FWD_CORE = 0, 1
+RAW = open(os.path.join(OUT, "raw.jsonl"), "w")
+USER_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*cmd, ns=None, check=True, capture=True, input=None):
+    if ns:
+        cmd = ("ip", "netns", "exec", ns) + cmd
+    r = subprocess.run(cmd, capture_output=capture, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout if capture else ""
+
+
+def mac(ns, dev):
+    return sh("cat", f"/sys/class/net/{dev}/address", ns=ns).strip()
+
+
+def progress(msg):
+    sys.stderr.write(f"\r\033[K[{time.strftime('%H:%M:%S')}] {msg}")
+    sys.stderr.flush()
+
+
+def log(msg):
+    sys.stderr.write(f"\r\033[K{msg}\n")
+
+
+class CpuSampler:
+    """Busy jiffies of the forwarding core, sampled every 50 ms."""
+    def __init__(self):
+        self.samples, self.stop = [], False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    @staticmethod
+    def busy():
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{FWD_CORE} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    return v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq
+        return 0
+
+    def run(self):
+        while not self.stop:
+            self.samples.append((time.monotonic(), self.busy()))
+            time.sleep(0.05)
+
+    def at(self, t):
+        best = min(self.samples, key=lambda s: abs(s[0] - t))
+        return best[1]
+
+    def finish(self):
+        self.stop = True
+        self.t.join()
+
+
+def snmp(ns):
+    out = sh("cat", "/proc/net/snmp", ns=ns)
+    lines = [l.split() for l in out.splitlines() if l.startswith("Ip:")]
+    d = dict(zip(lines[0][1:], map(int, lines[1][1:])))
+    return d["InReceives"], d["ForwDatagrams"]
+
+
+def rx_packets(ns, dev):
+    return int(sh("cat", f"/sys/class/net/{dev}/statistics/rx_packets", ns=ns))
+
+
+AMAC, BMAC, SMAC = mac(FWD, IF_A), mac(FWD, IF_B), mac(SINK, IF_S)
+
+
+def trial(engine, rate, sample_every=64, label=""):
+    """One trial: sink on the sink's veth, pktgen for TRIAL seconds at `rate` (None = max)."""
+    sf, gf = os.path.join(OUT, "sink.json"), os.path.join(OUT, "gen.json")
+    for f in (sf, gf):
+        if os.path.exists(f):
+            os.unlink(f)
+    sink = subprocess.Popen(["ip", "netns", "exec", SINK, f"{B}/sink", "-i", IF_S, "--engine", "xdp",
+                             "--duration", str(TRIAL + 2.0), "--quiet", "--json", sf,
+                             "--core", str(GEN_CORE), "--sample-every", str(sample_every)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    cpu = CpuSampler()
+    snmp0, rxa0 = snmp(FWD), rx_packets(FWD, IF_A)
+    t0 = time.monotonic()
+    g = subprocess.run(["ip", "netns", "exec", GEN, f"{B}/pktgen", "-i", IF_G, "--engine", engine,
+                        "--dst-mac", AMAC, "--src", "198.18.0.2", "--dst", "198.19.128.1",
+                        "--size", "64", "--rate", "max" if rate is None else str(int(rate)),
+                        "--duration", str(TRIAL), "--core", str(GEN_CORE), "--quiet", "--json", gf],
+                       capture_output=True, text=True)
+    if g.returncode != 0:
+        sink.send_signal(signal.SIGINT); sink.wait()
+        raise RuntimeError(f"pktgen failed: {g.stderr.strip()}")
+    gen = json.load(open(gf))
+    busy = cpu.at(t0 + gen["duration_secs"]) - cpu.at(t0)
+    cpu.finish()
+    snmp1, rxa1 = snmp(FWD), rx_packets(FWD, IF_A)
+    _, serr = sink.communicate()
+    if sink.returncode != 0:
+        raise RuntimeError(f"sink failed: {serr.strip()}")
+    s = json.load(open(sf))
+    unique = s["seq"]["unique"]
+    r = {
+        "label": label, "engine": engine, "target_pps": rate,
+        "sent": gen["sent"], "offered_pps": gen["pps"], "duration": gen["duration_secs"],
+        "received": unique, "lost": max(gen["sent"] - unique, 0),
+        "reordered": s["seq"]["reordered"], "duplicates": s["seq"]["duplicates"],
+        "forwarded_pps": unique / gen["duration_secs"],
+        "latency": s["latency"],
+        "cpu_ns_per_pkt": busy * 1e9 / USER_HZ / unique if unique else None,
+        "linux_in_receives": snmp1[0] - snmp0[0], "linux_forwarded": snmp1[1] - snmp0[1],
+        "ingress_rx_packets": rxa1 - rxa0,
+    }
+    RAW.write(json.dumps(r) + "\n"); RAW.flush()
+    return r
+
+
+def measure(name, engine, rules):
+    """Max rate, zero-loss search, latency at 50% of the zero-loss rate."""
+    tag = f"{name} @ {rules} rules"
+    progress(f"{tag}: max rate")
+    mx = trial(engine, None, label=f"{tag} max")
+    # Above the max forwarded rate every trial loses: start the search just over it.
+    hi = min(mx["offered_pps"], mx["forwarded_pps"] * 1.05)
+    lo, best, steps = 0.0, None, 0
+    # RFC 2544 26.1: highest offered rate with no loss; the first try is the max.
+    if mx["lost"] == 0:
+        best = mx
+    else:
+        while (hi - lo) / hi > RES and steps < MAX_STEPS:
+            mid = (lo + hi) / 2
+            steps += 1
+            progress(f"{tag}: zero-loss search step {steps} at {mid / 1e6:.3f} Mpps "
+                     f"(pass >= {lo / 1e6:.3f}, fail at {hi / 1e6:.3f})")
+            r = trial(engine, mid, label=f"{tag} search")
+            if r["lost"] == 0:
+                lo, best = mid, r
+            else:
+                hi = mid
+    lat = None
+    if best:
+        progress(f"{tag}: latency at 50% of {best['offered_pps'] / 1e6:.3f} Mpps")
+        lat = trial(engine, (best["target_pps"] or best["offered_pps"]) * 0.5, sample_every=4,
+                    label=f"{tag} latency")
+    row = {
+        "system": name, "rules": rules, "generator": engine,
+        "max_mpps": mx["forwarded_pps"] / 1e6, "max_offered_mpps": mx["offered_pps"] / 1e6,
+        "max_loss_pct": 100.0 * mx["lost"] / max(mx["sent"], 1),
+        "zero_loss_mpps": best["offered_pps"] / 1e6 if best else 0.0,
+        "search_steps": steps,
+        "p50_us": lat["latency"]["p50_ns"] / 1e3 if lat else None,
+        "p99_us": lat["latency"]["p99_ns"] / 1e3 if lat else None,
+        "p999_us": lat["latency"]["p999_ns"] / 1e3 if lat else None,
+        "latency_at_mpps": lat["offered_pps"] / 1e6 if lat else None,
+        "cpu_ns_per_pkt": mx["cpu_ns_per_pkt"],
+        "linux_forwarded_at_max": mx["linux_forwarded"], "ingress_rx_at_max": mx["ingress_rx_packets"],
+        "sink_received_at_max": mx["received"],
+    }
+    log(f"{tag}: max {row['max_mpps']:.3f} Mpps, zero-loss {row['zero_loss_mpps']:.3f} Mpps, "
+        f"p99 {row['p99_us']} us, {row['cpu_ns_per_pkt'] or 0:.0f} ns CPU/pkt")
+    return row
+
+
+# ---- the testbed, as an operator would set it up --------------------------------------
+
+def napi_threaded(on):
+    """Linux forwards in the ingress veth's NAPI: threaded, its kthread on the forwarding
+    core, as an operator gives kernel forwarding its own core. A userspace poller (fwd,
+    testpmd) owns that core itself; sharing it with the kthread time-slices the two (the
+    first quick run: fwd 0.21 Mpps at 4.9 us CPU/pkt), so for them NAPI stays in softirq
+    on the sending core, as it is by default."""
+    sh("sh", "-c", f"echo {int(on)} > /sys/class/net/{IF_A}/threaded", ns=FWD)
+    if on:
+        for line in sh("ps", "-eo", "pid,comm").splitlines():
+            pid, _, comm = line.strip().partition(" ")
+            if comm.startswith(f"napi/{IF_A}-"):
+                sh("taskset", "-pc", str(FWD_CORE), pid)
+
+
+def setup_common():
+    # GRO on so that veth runs NAPI (and takes XDP-redirected frames) without a program.
+    sh("ethtool", "-K", IF_A, "gro", "on", ns=FWD)
+    # The kernel's route to the sink's network (fwd has it in its config).
+    sh("ip", "-n", FWD, "route", "replace", "198.19.128.0/24", "via", "198.19.0.2")
+    # The sink drops everything in XDP, neighbour probes included: pin the neighbours.
+    sh("ip", "-n", FWD, "neigh", "replace", "198.19.0.2", "lladdr", SMAC, "dev", IF_B, "nud", "permanent")
+    sh("ip", "-n", GEN, "neigh", "replace", "198.18.0.1", "lladdr", AMAC, "dev", IF_G, "nud", "permanent")
+
+
+def rule_src(i):
+    """Rule i's source: 198.18.128.0/17 host addresses (never the generator's 198.18.0.2)."""
+    return f"198.18.{128 + (i >> 8) % 128}.{i & 255}", 1000 + (i >> 15)
+
+
+def iptables_rules(n):
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    lines += [f"-A FORWARD -s {a}/32 -p udp --dport {p} -j DROP" for a, p in map(rule_src, range(n))]
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def nft_rules(n, as_set):
+    out = ["flush ruleset", "table ip bench {"]
+    if as_set and n:
+        out.append("  set deny { type ipv4_addr . inet_service; flags interval;")
+        out.append("    elements = { " + ", ".join(f"{a} . {p}" for a, p in map(rule_src, range(n))) + " } }")
+    out.append("  chain forward { type filter hook forward priority 0; policy accept;")
+    if as_set and n:
+        out.append("    ip saddr . udp dport @deny drop")
+    elif n:
+        out += [f"    ip saddr {a} udp dport {p} drop" for a, p in map(rule_src, range(n))]
+    return "\n".join(out + ["  }", "}", ""])
+
+
+class Linux:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def up(self, n):
+        napi_threaded(True)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=FWD)
+        if self.kind == "iptables":
+            sh("iptables-legacy-restore", ns=FWD, input=iptables_rules(n))
+        else:
+            sh("nft", "-f", "-", ns=FWD, input=nft_rules(n, self.kind == "nft-set"))
+
+    def down(self):
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=0", ns=FWD)
+        sh("iptables-legacy", "-F", "FORWARD", ns=FWD, check=False)
+        sh("nft", "flush", "ruleset", ns=FWD, check=False)
+
+
+FWD_RULES_PROBE = """
+[chains.FORWARD]
+policy = "ACCEPT"
+rules = [ { src = "198.18.7.0/24", proto = "udp", dport = "1000", action = "DROP" } ]
+"""
+
+
+def fwd_config(n, with_rules):
+    cfg = f"""# generated by scripts/bench.sh
+[[ports]]
+interface = "{IF_A}"
+queues = [0]
+[[ports]]
+interface = "{IF_B}"
+queues = [0]
+[[routes]]
+prefix = "198.19.128.0/24"
+via = "198.19.0.2"
+[[neighbours]]
+address = "198.19.0.2"
+mac = "{SMAC}"
+interface = "{IF_B}"
+[workers]
+cores = [{FWD_CORE}]
+ring_size = 2048
+"""
+    if with_rules:
+        rules = ",\n".join(f'  {{ src = "{a}/32", proto = "udp", dport = "{p}", action = "DROP" }}'
+                           for a, p in map(rule_src, range(n)))
+        cfg += f'\n[chains.FORWARD]\npolicy = "ACCEPT"\nrules = [\n{rules}\n]\n'
+    path = os.path.join(OUT, f"fwd-{n}.toml")
+    open(path, "w").write(cfg)
+    return path
+
+
+def fwd_supports_rules():
+    path = fwd_config(0, False)
+    open(path, "a").write(FWD_RULES_PROBE)
+    r = subprocess.run([f"{B}/fwd", "check", "-c", path], capture_output=True, text=True)
+    return r.returncode == 0, (r.stderr or r.stdout).strip()
+
+
+class Fwd:
+    kind = "fwd"
+
+    def __init__(self, with_rules):
+        self.with_rules, self.proc, self.mode = with_rules, None, "?"
+
+    def up(self, n):
+        napi_threaded(False)
+        path = fwd_config(n, self.with_rules and n > 0)
+        self.log = open(os.path.join(OUT, f"fwd-{n}.log"), "w")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", FWD, f"{B}/fwd", "run", "-c", path,
+                                      "--stats-file", os.path.join(OUT, f"fwd-{n}-stats.json")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        time.sleep(2.0)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"fwd exited at start: {open(self.log.name).read()[-500:]}")
+
+    def down(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill(); self.proc.wait()
+        self.log.close()
+        text = open(self.log.name).read()
+        self.mode = "; ".join(sorted(set(re.findall(r"(?:copy|zero-copy|native|generic)[\w -]*mode", text)))) or "?"
+
+
+class Testpmd:
+    kind = "testpmd"
+
+    def up(self, n):
+        napi_threaded(False)
+        self.log = open(os.path.join(OUT, "testpmd.log"), "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", FWD, "dpdk-testpmd", "-l", f"{GEN_CORE},{FWD_CORE}", "--main-lcore", str(GEN_CORE),
+             "--no-pci", "--no-huge", "-m", "1024", "--in-memory",
+             f"--vdev=net_af_xdp0,iface={IF_A}", f"--vdev=net_af_xdp1,iface={IF_B}",
+             "--", "--forward-mode=io", "--auto-start", "--stats-period", "5"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        time.sleep(4.0)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"testpmd exited at start: {open(self.log.name).read()[-400:]}")
+
+    def down(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill(); self.proc.wait()
+        self.log.close()
+
+
+def machine():
+    cpu = sh("sh", "-c", "lscpu | sed -n 's/^Model name: *//p'").strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "iptables": sh("iptables-legacy", "-V").strip(), "nft": sh("nft", "-v").strip()}
+
+
+def main():
+    setup_common()
+    report = {"machine": machine(), "frame_size": 64, "trial_secs": TRIAL, "resolution": RES,
+              "quick": A.quick, "skipped": [], "rows": [], "capacity": {}}
+    log(f"bench: {report['machine']['cpu']}, {report['machine']['cores']} cores, kernel {report['machine']['kernel']}; "
+        f"trials {TRIAL} s, search resolution {RES * 100:g}%")
+
+    # Generator + sink alone, back to back (the sink on the forwarder's ingress veth):
+    # what they handle is the ceiling any system can show here.
+    global IF_S, SINK
+    saved = IF_S, SINK
+    IF_S, SINK = IF_A, FWD
+    for eng in ("live", "afxdp"):
+        progress(f"generator+sink alone ({eng})")
+        r = trial(eng, None, label=f"capacity {eng}")
+        report["capacity"][eng] = r["forwarded_pps"] / 1e6
+        log(f"generator ({eng}) -> sink alone: {r['forwarded_pps'] / 1e6:.3f} Mpps")
+    IF_S, SINK = saved
+
+    ok, why = fwd_supports_rules()
+    if not ok:
+        log(f"fwd: rules skipped: `fwd check` refuses a [chains.FORWARD] section ({why.splitlines()[0] if why else '?'}); "
+            f"the rule engine is not merged yet")
+        report["skipped"].append({"system": "fwd", "rules": [n for n in FWD_RULES if n], "why":
+                                  "fwd has no rule engine yet (fwd check refuses [chains.FORWARD])"})
+    plan = []
+    for n in (FWD_RULES if ok else [0]):
+        plan.append(("fwd", Fwd(ok), "live", n))
+    plan.append(("fwd", Fwd(ok), "afxdp", 0))
+    for n in RULES:
+        plan.append(("linux-iptables", Linux("iptables"), "afxdp", n))
+        plan.append(("linux-nft", Linux("nft"), "afxdp", n))
+        if n and not A.quick or n == max(RULES):
+            plan.append(("linux-nft-set", Linux("nft-set"), "afxdp", n))
+    if subprocess.run(["sh", "-c", "command -v dpdk-testpmd"], capture_output=True).returncode == 0:
+        plan.append(("dpdk-testpmd", Testpmd(), "live", 0))
+    else:
+        report["skipped"].append({"system": "dpdk-testpmd", "why": "dpdk-testpmd not installed"})
+    for name, sysobj, eng, n in plan:
+        try:
+            sysobj.up(n)
+        except Exception as e:
+            log(f"{name} @ {n}: skipped: {e}")
+            report["skipped"].append({"system": name, "rules": n, "why": str(e)[:300]})
+            continue
+        try:
+            row = measure(name, eng, n)
+        except Exception as e:
+            log(f"{name} @ {n}: failed: {e}")
+            report["skipped"].append({"system": name, "rules": n, "why": str(e)[:300]})
+            row = None
+        finally:
+            sysobj.down()
+        if row:
+            if isinstance(sysobj, Fwd):
+                row["mode"] = sysobj.mode
+            report["rows"].append(row)
+    json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=2)
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "report.py"), OUT], check=True)
+
+
+main()
