@@ -34,7 +34,7 @@ echo "bench: results in $OUT" >&2
 
 "$ROOT/scripts/install-deps.sh"
 if [ $INSTALL = 1 ] && ! command -v dpdk-testpmd >/dev/null; then
-  if apt-cache policy dpdk 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  if apt-cache policy dpdk 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then  # not -q: pipefail + SIGPIPE
     echo "bench: installing dpdk (Debian package) for the testpmd peer" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk >/dev/null \
       || echo "bench: installing dpdk failed; the testpmd row will be skipped" >&2
