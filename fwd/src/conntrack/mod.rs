@@ -25,6 +25,7 @@
 //! A [`CtHandle`] is valid for the packet it was returned for: until the next
 //! `track` or `expire` call on the same table.
 
+mod nat;
 mod table;
 mod tcp;
 mod tuple;
@@ -32,6 +33,7 @@ mod tuple;
 #[cfg(test)]
 mod testutil;
 
+pub use nat::{Manip, NatError, NatRange};
 pub use table::{FlowView, StateCounts, Table};
 pub use tcp::TcpState;
 pub use tuple::FlowKey;

@@ -498,7 +498,7 @@ impl Table {
         }
     }
 
-    fn index_insert(&mut self, h: u64, reff: u32) {
+    pub(super) fn index_insert(&mut self, h: u64, reff: u32) {
         let tag = h as u32;
         let mut i = tag as usize & self.mask;
         // The load is at most 1/2, so an empty slot exists.
@@ -510,7 +510,7 @@ impl Table {
 
     /// Removes the slot holding `reff` for `key`, then shifts later members of the
     /// probe run back so lookups never stop early (no tombstones).
-    fn index_remove(&mut self, key: &FlowKey, reff: u32) {
+    pub(super) fn index_remove(&mut self, key: &FlowKey, reff: u32) {
         let mut i = key.hash(self.seed) as u32 as usize & self.mask;
         while self.index[i].reff != reff {
             debug_assert!(self.index[i].reff != EMPTY, "tuple missing from the index");
@@ -550,7 +550,7 @@ impl Table {
     }
 
     /// Removes an entry found past its timeout.
-    fn reap(&mut self, idx: u32) {
+    pub(super) fn reap(&mut self, idx: u32) {
         if self.conns[idx as usize].status & DYING == 0 {
             self.stats.expired += 1;
         } else {

@@ -170,7 +170,6 @@ pub fn icmp_error(about: &[u8], router: u128, ty: u8, code: u8) -> Vec<u8> {
 /// Recomputes every checksum in `f`: IPv4 header, the transport checksum over the
 /// whole segment, and for an ICMP error the quoted IPv4 header and, when the quote
 /// holds the whole quoted packet, its transport checksum too.
-#[allow(dead_code)] // used by the NAT tests
 pub fn verify_checksums(f: &[u8]) -> Result<(), String> {
     let m = meta(f);
     let l3 = usize::from(m.l3_off);
@@ -208,7 +207,6 @@ pub fn verify_checksums(f: &[u8]) -> Result<(), String> {
 }
 
 /// Checks the IP packet `p` (header at 0, transport at `l4`).
-#[allow(dead_code)]
 fn verify_packet(p: &[u8], family: Family, l4: usize) -> Result<(), String> {
     let seg = &p[l4..];
     match family {
