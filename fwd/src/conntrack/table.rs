@@ -717,3 +717,6 @@ impl fmt::Display for FlowView {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;
