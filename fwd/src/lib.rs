@@ -7,6 +7,7 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod conntrack;
 pub mod control;
 pub mod dataplane;
 pub mod packet;

@@ -1,0 +1,144 @@
+//! Speed and size of the table, as an ignored test (run it in release):
+//!
+//! `CARGO_TARGET_DIR=/work/target-ct cargo test --release -p fwd --lib conntrack::table::bench -- --ignored --nocapture --test-threads=1`
+//!
+//! Lookups are `track` calls for established UDP flows visited in a scattered
+//! order (a multiplicative stride, so 1M flows miss the caches as live traffic
+//! would). The baseline, measured in the same run over the same keys, is a
+//! `HashMap<FlowKey, u32>` with FxHash: a lookup only, no state update.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Instant;
+
+use rustc_hash::FxBuildHasher;
+
+use super::*;
+use crate::packet::meta::{Family, PacketMeta};
+
+fn meta_of(i: u32) -> PacketMeta {
+    PacketMeta {
+        family: Family::V4,
+        src: u128::from(0x0a00_0000 | (i >> 10)),
+        dst: u128::from(0xc000_0200 | (i & 0x3ff)),
+        proto: 17,
+        sport: 1024 + (i % 50_000) as u16,
+        dport: 53,
+        ip_len: 64,
+        l4_valid: true,
+        l3_off: 14,
+        l4_off: 34,
+        ..PacketMeta::default()
+    }
+}
+
+fn key_of(m: &PacketMeta) -> FlowKey {
+    FlowKey {
+        src: m.src,
+        dst: m.dst,
+        sport: m.sport,
+        dport: m.dport,
+        zone: 0,
+        proto: m.proto,
+        family: m.family,
+    }
+}
+
+/// Visits 0..n once each in a cache-unfriendly order.
+fn scattered(k: u64, n: u32) -> u32 {
+    (k.wrapping_mul(2_654_435_761) % u64::from(n)) as u32
+}
+
+fn run(n: u32) {
+    let frame = [0u8; 64];
+    let cfg = CtConfig {
+        max_entries: n,
+        ..CtConfig::default()
+    };
+    let mut t = Table::with_seed(&cfg, 0x1234);
+
+    // New flows: track + confirm into an empty table.
+    let start = Instant::now();
+    for i in 0..n {
+        let r = t.track(&frame, &meta_of(i), 0, 1).unwrap();
+        t.confirm(r.handle.unwrap());
+    }
+    let insert_ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+    assert_eq!(t.len(), n as usize);
+
+    // Mean and worst distance of an index slot from its home: the probe cost.
+    let (mut sum, mut worst, mut used) = (0usize, 0usize, 0usize);
+    for (i, s) in t.index.iter().enumerate() {
+        if s.reff != EMPTY {
+            let d = i.wrapping_sub(s.hash as usize) & t.mask;
+            sum += d;
+            worst = worst.max(d);
+            used += 1;
+        }
+    }
+    let mean_probe = 1.0 + sum as f64 / used as f64;
+
+    let rounds = (20_000_000 / u64::from(n)).max(2);
+    let total = rounds * u64::from(n);
+    let start = Instant::now();
+    for k in 0..total {
+        let m = meta_of(scattered(k, n));
+        black_box(t.track(&frame, &m, 0, 2).unwrap());
+    }
+    let track_ns = start.elapsed().as_nanos() as f64 / total as f64;
+    let s = t.stats();
+    assert_eq!((s.created, s.expired, s.early_drops), (u64::from(n), 0, 0));
+
+    let mut base: HashMap<FlowKey, u32, FxBuildHasher> =
+        HashMap::with_capacity_and_hasher(n as usize, FxBuildHasher);
+    for i in 0..n {
+        base.insert(key_of(&meta_of(i)), i);
+    }
+    let start = Instant::now();
+    for k in 0..total {
+        let m = meta_of(scattered(k, n));
+        black_box(base.get(&key_of(&m)));
+    }
+    let base_ns = start.elapsed().as_nanos() as f64 / total as f64;
+
+    println!(
+        "{n:>8} flows: track(established) {track_ns:6.1} ns/pkt | baseline FxHashMap get \
+         {base_ns:6.1} ns | new flow track+confirm {insert_ns:6.1} ns ({:.1} M flows/s) | \
+         {:.0} bytes/flow (entry {} B, index+free list {:.0} B) | probes mean {mean_probe:.2} \
+         worst {}",
+        1e3 / insert_ns,
+        t.memory_bytes() as f64 / f64::from(n),
+        std::mem::size_of::<Conn>(),
+        (t.memory_bytes() - n as usize * std::mem::size_of::<Conn>()) as f64 / f64::from(n),
+        worst + 1,
+    );
+}
+
+#[test]
+#[ignore = "speed test: run in release with --ignored --nocapture"]
+fn speed() {
+    println!(
+        "command: CARGO_TARGET_DIR=/work/target-ct cargo test --release -p fwd --lib \
+         conntrack::table::bench -- --ignored --nocapture --test-threads=1"
+    );
+    run(1_000);
+    run(1 << 20);
+}
+
+#[test]
+fn entry_stays_within_the_size_budget() {
+    // 160-byte entries + at most 64 bytes of index + 4 of free list per flow.
+    assert!(std::mem::size_of::<Conn>() <= 160);
+    let t = Table::with_seed(
+        &CtConfig {
+            max_entries: 1000,
+            ..CtConfig::default()
+        },
+        1,
+    );
+    assert!(
+        t.memory_bytes() / 1000 <= 256,
+        "{}",
+        t.memory_bytes() / 1000
+    );
+}
