@@ -48,6 +48,9 @@ pub struct XskSocket {
     /// Frames handed to TX and not yet seen on the completion ring.
     tx_outstanding: u32,
     ring_size: u32,
+    /// Scratch batch for completion and fill (kept here: zeroing a fresh 64-entry
+    /// batch on every call showed at 2.8% of the worker in perf).
+    scratch: FrameBatch,
 }
 
 // libc's definitions of these are missing on some targets; values from
@@ -107,6 +110,7 @@ impl XskSocket {
             zero_copy,
             tx_outstanding: 0,
             ring_size: cfg.ring_size,
+            scratch: FrameBatch::default(),
         })
     }
 
@@ -166,14 +170,14 @@ impl XskSocket {
     /// Moves completed TX frames back to the free list.
     #[inline]
     pub fn complete(&mut self, umem: &mut Umem) -> usize {
-        let mut batch = FrameBatch::default();
+        let batch = &mut self.scratch;
         let mut total = 0;
         loop {
             // SAFETY: the completion ring returns chunks the kernel finished sending;
             // they become ours.
             let n = unsafe { self.comp.consume(&mut batch.descs[..]) };
             batch.len = n;
-            umem.free_batch(&mut batch);
+            umem.free_batch(batch);
             total += n;
             if n < BATCH {
                 break;
@@ -187,7 +191,7 @@ impl XskSocket {
     #[inline]
     pub fn refill(&mut self, umem: &mut Umem) -> usize {
         let mut given = 0;
-        let mut batch = FrameBatch::default();
+        let batch = &mut self.scratch;
         loop {
             let room = self.fill.nb_free(BATCH as u32) as usize;
             let want = room.min(BATCH).min(umem.free_frames());
@@ -203,7 +207,7 @@ impl XskSocket {
             // room for all of them (nb_free above), so all move to the kernel.
             let n = unsafe { self.fill.produce(&batch.descs[..batch.len]) };
             batch.consume_front(n);
-            umem.free_batch(&mut batch);
+            umem.free_batch(batch);
             given += n;
             if n < want {
                 break;
