@@ -340,6 +340,9 @@ mod tests {
                 in_port: 3,
                 out_port: 7,
                 mark: 42,
+                ctstate: 0,
+                ctstatus: 0,
+                nat: 0,
             }
         );
         assert!(verify_ipv4_header_checksum(&f, &m));

@@ -705,7 +705,7 @@ fn export(rs: &Ruleset, family: Family) -> String {
                 if rs.rule_family(&r.matches).is_some_and(|f| f != family) {
                     continue;
                 }
-                out += &rule_line(&c.name, r);
+                out += &rule_line(&c.name, r, family);
                 out.push('\n');
             }
         }
@@ -722,7 +722,7 @@ fn multi(p: &Option<Neg<super::Ports>>) -> Option<&Neg<super::Ports>> {
     p.as_ref().filter(|p| p.value.len() > 1)
 }
 
-fn rule_line(chain: &str, r: &Rule) -> String {
+fn rule_line(chain: &str, r: &Rule, family: Family) -> String {
     let m = &r.matches;
     let mut s = String::new();
     if r.counters != Counter::default() {
@@ -838,6 +838,25 @@ fn rule_line(chain: &str, r: &Rule) -> String {
             );
         }
     }
+    if m.ctstate.is_some() || m.ctstatus.is_some() {
+        s += " -m conntrack";
+        if let Some(c) = &m.ctstate {
+            let _ = write!(
+                s,
+                "{} --ctstate {}",
+                bang(c.invert),
+                names::format_ctstate(c.value)
+            );
+        }
+        if let Some(c) = &m.ctstatus {
+            let _ = write!(
+                s,
+                "{} --ctstatus {}",
+                bang(c.invert),
+                names::format_ctstatus(c.value)
+            );
+        }
+    }
     if let Some(c) = &r.comment {
         let _ = write!(s, " -m comment --comment {}", quote_arg(c));
     }
@@ -862,6 +881,27 @@ fn rule_line(chain: &str, r: &Rule) -> String {
         Some(Target::Mark { xor, mask }) => {
             let _ = write!(s, " -j MARK --set-xmark {xor:#x}/{mask:#x}");
         }
+        Some(Target::Reject(with)) => {
+            let _ = write!(s, " -j REJECT --reject-with {}", with.name(family));
+        }
+        Some(Target::Dnat(n)) => {
+            let _ = write!(
+                s,
+                " -j DNAT --to-destination {}",
+                names::format_nat_range(n)
+            );
+        }
+        Some(Target::Snat(n)) => {
+            let _ = write!(s, " -j SNAT --to-source {}", names::format_nat_range(n));
+        }
+        Some(Target::Masquerade { ports }) => {
+            s += " -j MASQUERADE";
+            if let Some(p) = ports {
+                let _ = write!(s, " --to-ports {}", names::format_nat_ports(*p));
+            }
+        }
+        // What iptables-save prints for -j NOTRACK since iptables 1.4.x (xt_CT).
+        Some(Target::Notrack) => s += " -j CT --notrack",
     }
     s
 }
@@ -1044,7 +1084,7 @@ COMMIT
         #[test]
         fn model_to_iptables_save_to_model_is_identity(seed in any::<u64>()) {
             let mut rng = Rng::new(seed);
-            let plain = random_ruleset(&mut rng, GenOptions { iptables_v4: true, all_tables: true, max_rules_per_chain: 8 });
+            let plain = random_ruleset(&mut rng, GenOptions { iptables_v4: true, all_tables: true, max_rules_per_chain: 8, stateful: false });
             // Counters survive the trip too.
             let mut chains = plain.chains().to_vec();
             for c in &mut chains {
