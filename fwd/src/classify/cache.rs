@@ -1,7 +1,8 @@
 //! Per-worker flow cache in front of the classifier: exact match on the packet fields
 //! the rule set reads (`UsedFields`), direct-mapped, fixed capacity. A hit replays the
 //! stored verdict, final mark and the counter ids of every rule the first packet
-//! traversed, so counters stay exact. Entries carry the classifier's generation: after
+//! traversed, so counters stay exact; likewise the ctstate NOTRACK left and the NAT
+//! target a nat rule recorded. Entries carry the classifier's generation: after
 //! a reload every old entry misses.
 
 use std::hash::{Hash, Hasher};
@@ -11,7 +12,7 @@ use rustc_hash::FxHasher;
 use super::{Classifier, Trace};
 use crate::packet::meta::{Family, PacketMeta};
 use crate::rules::eval::hit_bytes;
-use crate::rules::{Hook, RuleCounters, Verdict};
+use crate::rules::{Hook, HookPart, RuleCounters, Verdict};
 
 /// Paths longer than this (counting every rule that matched on the way) are not cached.
 pub const PATH_MAX: usize = 8;
@@ -26,8 +27,11 @@ struct FlowKey {
     sport: u16,
     dport: u16,
     ip_len: u16,
+    /// `hook * 3 + part`.
     hook: u8,
     family: u8,
+    ctstate: u8,
+    ctstatus: u8,
     proto: u8,
     tcp_flags: u8,
     icmp: u16,
@@ -41,6 +45,10 @@ struct Slot {
     key: FlowKey,
     verdict: Verdict,
     mark: u32,
+    /// `meta.ctstate` after the traversal (when the key holds it).
+    ctstate: u8,
+    /// The NAT slot the traversal recorded, 0 for none.
+    nat: u16,
     len: u8,
     ids: [u32; PATH_MAX],
 }
@@ -58,6 +66,8 @@ const EMPTY: Slot = Slot {
         ip_len: 0,
         hook: 0,
         family: 0,
+        ctstate: 0,
+        ctstatus: 0,
         proto: 0,
         tcp_flags: 0,
         icmp: 0,
@@ -65,6 +75,8 @@ const EMPTY: Slot = Slot {
     },
     verdict: Verdict::Accept,
     mark: 0,
+    ctstate: 0,
+    nat: 0,
     len: 0,
     ids: [0; PATH_MAX],
 };
@@ -125,7 +137,21 @@ impl FlowCache {
         frame_len: u32,
         counters: &mut RuleCounters,
     ) -> Verdict {
-        let key = flow_key(c, hook, meta);
+        self.run_hook_part(c, hook, HookPart::All, meta, frame_len, counters)
+    }
+
+    /// Same contract as `Classifier::run_hook_part`.
+    #[inline]
+    pub fn run_hook_part(
+        &mut self,
+        c: &Classifier,
+        hook: Hook,
+        part: HookPart,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+    ) -> Verdict {
+        let key = flow_key(c, hook, part, meta);
         let mut h = FxHasher::default();
         key.hash(&mut h);
         let slot = &mut self.slots[h.finish() as usize & self.mask];
@@ -136,6 +162,12 @@ impl FlowCache {
                 counters.bump(id, bytes);
             }
             meta.mark = slot.mark;
+            if c.used.ctstate {
+                meta.ctstate = slot.ctstate;
+            }
+            if slot.nat != 0 {
+                meta.nat = slot.nat;
+            }
             return slot.verdict;
         }
         self.misses += 1;
@@ -144,13 +176,21 @@ impl FlowCache {
             ids: [0; PATH_MAX],
             cacheable: true,
         };
-        let verdict = c.run(hook, meta, frame_len, counters, &mut rec);
+        // Tell "this path set nat" from "nat was already set": run from 0.
+        let nat_before = std::mem::take(&mut meta.nat);
+        let verdict = c.run(hook, part, meta, frame_len, counters, &mut rec);
+        let nat = meta.nat;
+        if nat == 0 {
+            meta.nat = nat_before;
+        }
         if rec.cacheable {
             *slot = Slot {
                 generation: c.generation,
                 key,
                 verdict,
                 mark: meta.mark,
+                ctstate: meta.ctstate,
+                nat,
                 len: rec.len as u8,
                 ids: rec.ids,
             };
@@ -160,7 +200,7 @@ impl FlowCache {
 }
 
 #[inline]
-fn flow_key(c: &Classifier, hook: Hook, m: &PacketMeta) -> FlowKey {
+fn flow_key(c: &Classifier, hook: Hook, part: HookPart, m: &PacketMeta) -> FlowKey {
     let u = &c.used;
     let pick16 = |used: bool, v: u16| if used { v } else { 0 };
     FlowKey {
@@ -172,12 +212,14 @@ fn flow_key(c: &Classifier, hook: Hook, m: &PacketMeta) -> FlowKey {
         sport: pick16(u.sport, m.sport),
         dport: pick16(u.dport, m.dport),
         ip_len: pick16(u.length, m.ip_len),
-        hook: hook as u8,
+        hook: hook as u8 * 3 + part as u8,
         family: match m.family {
             Family::V4 => 4,
             Family::V6 => 6,
         },
         proto: if u.proto { m.proto } else { 0 },
+        ctstate: if u.ctstate { m.ctstate } else { 0 },
+        ctstatus: if u.ctstatus { m.ctstatus } else { 0 },
         tcp_flags: if u.tcp_flags { m.tcp_flags } else { 0 },
         icmp: pick16(u.icmp, u16::from(m.icmp_type) << 8 | u16::from(m.icmp_code)),
         bits: u8::from(u.l4_valid && m.l4_valid) | u8::from(u.fragment && m.fragment) << 1,

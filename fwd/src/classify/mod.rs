@@ -21,9 +21,12 @@ use tree::{Flow, Item, Key, Tree, DIMS};
 
 pub use cache::FlowCache;
 
-use crate::packet::meta::{Family, PacketMeta};
+use crate::packet::meta::{ctstate, Family, PacketMeta};
 use crate::rules::eval::hit_bytes;
-use crate::rules::{Env, Hook, Policy, RuleCounters, Ruleset, Target, Verdict};
+use crate::rules::{
+    Env, Hook, HookPart, NatTarget, Policy, RejectWith, RuleCounters, Ruleset, Table, Target,
+    Verdict,
+};
 
 /// Port key of a packet without a valid transport header: outside every port range.
 pub const NO_L4: u32 = 65536;
@@ -58,6 +61,15 @@ enum Action {
     /// ACCEPT or an ACCEPT policy: continue at the next table's first entry.
     Accept(u32),
     Drop,
+    /// REJECT: ends the hook like DROP.
+    Reject(RejectWith),
+    /// DNAT/SNAT/MASQUERADE: `meta.nat = slot`, then like ACCEPT (continue at `to`).
+    Nat {
+        slot: u16,
+        to: u32,
+    },
+    /// NOTRACK: `meta.ctstate = UNTRACKED`, then the next entry.
+    Notrack,
 }
 
 #[derive(Debug)]
@@ -69,6 +81,9 @@ struct Entry {
 
 struct HookProgram {
     entries: Vec<Entry>,
+    /// First entry after the raw table's block (`HookPart::Raw` runs `..raw_end`,
+    /// `HookPart::AfterRaw` runs `raw_end..`).
+    raw_end: u32,
     v4: Tree,
     v6: Tree,
 }
@@ -89,6 +104,9 @@ pub struct UsedFields {
     pub mark: bool,
     pub length: bool,
     pub fragment: bool,
+    /// ctstate matches, the nat table's first-packet guard, NOTRACK (writes it).
+    pub ctstate: bool,
+    pub ctstatus: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +126,7 @@ pub struct Classifier {
     counter_len: usize,
     used: UsedFields,
     build_time: Duration,
+    nat_targets: Vec<NatTarget>,
     /// Interface patterns that named no port at compile time.
     pub unresolved_ifaces: Vec<String>,
 }
@@ -157,9 +176,14 @@ impl Classifier {
         };
         let mut hooks = Vec::new();
         for hook in Hook::ALL {
-            let entries = c.flatten(hook)?;
+            let (entries, raw_end) = c.flatten(hook)?;
             let (v4, v6) = c.trees(&entries);
-            hooks.push(HookProgram { entries, v4, v6 });
+            hooks.push(HookProgram {
+                entries,
+                raw_end,
+                v4,
+                v6,
+            });
         }
         for name in &c.unresolved {
             tracing::warn!(
@@ -174,7 +198,14 @@ impl Classifier {
             unresolved_ifaces: c.unresolved,
             tables: c.tables,
             build_time: start.elapsed(),
+            nat_targets: rs.nat_targets().to_vec(),
         })
+    }
+
+    /// What `meta.nat = 1 + i` names: the NAT rules' targets in rule id order
+    /// (`Ruleset::nat_targets`).
+    pub fn nat_targets(&self) -> &[NatTarget] {
+        &self.nat_targets
     }
 
     pub fn generation(&self) -> u64 {
@@ -214,8 +245,9 @@ impl Classifier {
     }
 
     /// Judges one packet at `hook`: bumps the counter of every rule and policy it
-    /// traverses, applies MARK to `meta.mark`, queues LOG events. No allocation, lock,
-    /// syscall or formatting.
+    /// traverses, applies MARK to `meta.mark`, NOTRACK to `meta.ctstate`, records a
+    /// NAT target in `meta.nat` (left alone when none matches), queues LOG events. No
+    /// allocation, lock, syscall or formatting.
     #[inline]
     pub fn run_hook(
         &self,
@@ -224,7 +256,21 @@ impl Classifier {
         frame_len: u32,
         counters: &mut RuleCounters,
     ) -> Verdict {
-        self.run(hook, meta, frame_len, counters, &mut NoTrace)
+        self.run(hook, HookPart::All, meta, frame_len, counters, &mut NoTrace)
+    }
+
+    /// `run_hook` for some of the hook's tables: the stateful dataplane runs
+    /// PREROUTING as `Raw`, then conntrack, then `AfterRaw` (only if `Raw` accepted).
+    #[inline]
+    pub fn run_hook_part(
+        &self,
+        hook: Hook,
+        part: HookPart,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+    ) -> Verdict {
+        self.run(hook, part, meta, frame_len, counters, &mut NoTrace)
     }
 
     /// How many candidates the tree hands `meta` at `hook` (diagnostics for benches).
@@ -260,7 +306,7 @@ impl Classifier {
         counters: &mut RuleCounters,
         hits: &mut Vec<u32>,
     ) -> Verdict {
-        self.run(hook, meta, frame_len, counters, hits)
+        self.run(hook, HookPart::All, meta, frame_len, counters, hits)
     }
 
     /// `run_hook` over a batch; `verdicts[i]` is packet i's.
@@ -273,7 +319,7 @@ impl Classifier {
         verdicts: &mut [Verdict],
     ) {
         for ((meta, len), v) in metas.iter_mut().zip(frame_lens).zip(verdicts.iter_mut()) {
-            *v = self.run(hook, meta, *len, counters, &mut NoTrace);
+            *v = self.run(hook, HookPart::All, meta, *len, counters, &mut NoTrace);
         }
     }
 
@@ -281,13 +327,20 @@ impl Classifier {
     fn run(
         &self,
         hook: Hook,
+        part: HookPart,
         meta: &mut PacketMeta,
         frame_len: u32,
         counters: &mut RuleCounters,
         trace: &mut impl Trace,
     ) -> Verdict {
         let prog = &self.hooks[hook.index()];
-        if prog.entries.is_empty() {
+        // The raw block comes first: a part is a contiguous range of the program.
+        let (mut pos, end) = match part {
+            HookPart::All => (0, u32::MAX),
+            HookPart::Raw => (0, prog.raw_end),
+            HookPart::AfterRaw => (prog.raw_end, u32::MAX),
+        };
+        if prog.entries.len() as u32 <= pos || end == 0 {
             return Verdict::Accept;
         }
         let l4 = |p: u16| {
@@ -309,10 +362,12 @@ impl Classifier {
             Family::V6 => &prog.v6,
         };
         let bytes = hit_bytes(meta, frame_len);
-        let mut pos = 0u32;
         for &e in tree.find(&key) {
             if e < pos {
                 continue;
+            }
+            if e >= end {
+                break;
             }
             let entry = &prog.entries[e as usize];
             if !entry.pred.matches(meta, &self.tables) {
@@ -334,6 +389,12 @@ impl Classifier {
                 }
                 Action::Skip(to) | Action::Accept(to) => pos = to,
                 Action::Drop => return Verdict::Drop,
+                Action::Reject(with) => return Verdict::Reject(with),
+                Action::Nat { slot, to } => {
+                    meta.nat = slot;
+                    pos = to;
+                }
+                Action::Notrack => meta.ctstate = ctstate::UNTRACKED,
             }
         }
         Verdict::Accept
@@ -354,8 +415,10 @@ struct Fixups {
 }
 
 impl Compiler<'_> {
-    fn flatten(&mut self, hook: Hook) -> Result<Vec<Entry>, CompileError> {
+    /// The program of `hook` and the end of its raw block.
+    fn flatten(&mut self, hook: Hook) -> Result<(Vec<Entry>, u32), CompileError> {
         let mut entries = Vec::new();
+        let mut raw_end = 0;
         for &table in hook.tables() {
             let Some(ci) = self.rs.chain_index(table, hook.chain_name()) else {
                 continue;
@@ -363,6 +426,17 @@ impl Compiler<'_> {
             let mut fix = Fixups {
                 accepts: Vec::new(),
             };
+            // The nat table only sees a connection's first packet: a guard that skips
+            // the whole block (policy included) unless ctstate has NEW.
+            let nat_guard = (table == Table::Nat).then(|| {
+                self.used.ctstate = true;
+                entries.push(Entry {
+                    pred: Pred::ctstate_guard(ctstate::NEW),
+                    counter: NO_COUNTER,
+                    action: Action::Guard { fail: 0 },
+                });
+                entries.len() - 1
+            });
             self.instance(ci, &mut entries, &mut fix, hook)?;
             let policy = self.rs.chains()[ci]
                 .policy
@@ -380,10 +454,19 @@ impl Compiler<'_> {
                 },
             });
             for i in fix.accepts {
-                entries[i].action = Action::Accept(end);
+                entries[i].action = match entries[i].action {
+                    Action::Nat { slot, .. } => Action::Nat { slot, to: end },
+                    _ => Action::Accept(end),
+                };
+            }
+            if let Some(g) = nat_guard {
+                entries[g].action = Action::Guard { fail: end };
+            }
+            if table == Table::Raw {
+                raw_end = end;
             }
         }
-        Ok(entries)
+        Ok((entries, raw_end))
     }
 
     /// Emits chain `ci`'s rules (and, recursively, its callees); RETURN lands at the
@@ -422,6 +505,15 @@ impl Compiler<'_> {
                     Action::Accept(0)
                 }
                 Some(Target::Drop) => Action::Drop,
+                Some(Target::Reject(with)) => Action::Reject(*with),
+                Some(Target::Dnat(_) | Target::Snat(_) | Target::Masquerade { .. }) => {
+                    fix.accepts.push(at);
+                    Action::Nat {
+                        slot: self.rs.nat_slot(ci, ri),
+                        to: 0,
+                    }
+                }
+                Some(Target::Notrack) => Action::Notrack,
                 Some(Target::Return) => {
                     returns.push(at);
                     Action::Skip(0)
@@ -485,6 +577,10 @@ impl Compiler<'_> {
         u.mark |= p.mark.is_some() || matches!(target, Some(Target::Mark { .. }));
         u.length |= p.length.is_some();
         u.fragment |= p.fragment.is_some();
+        // A ctstatus match reads ctstate too (a packet without a connection).
+        u.ctstatus |= p.ctstatus.is_some();
+        u.ctstate |=
+            p.ctstate.is_some() || p.ctstatus.is_some() || matches!(target, Some(Target::Notrack));
     }
 
     /// One tree per family. Tree placement of an entry is its own bounds intersected
@@ -514,10 +610,12 @@ impl Compiler<'_> {
                 r = Reach::Never;
             }
             let flow = match e.action {
-                Action::Count | Action::Mark { .. } | Action::Log => Flow::Next,
+                Action::Count | Action::Mark { .. } | Action::Log | Action::Notrack => Flow::Next,
                 Action::Guard { fail } => Flow::GuardFail(fail),
-                Action::Skip(to) | Action::Accept(to) => Flow::Transfer(to),
-                Action::Drop => Flow::End,
+                Action::Skip(to) | Action::Accept(to) | Action::Nat { to, .. } => {
+                    Flow::Transfer(to)
+                }
+                Action::Drop | Action::Reject(_) => Flow::End,
             };
             if let Action::Guard { fail } = e.action {
                 open.push((fail, bounds, r));
@@ -584,37 +682,62 @@ mod tests {
     }
 
     /// Runs `packets` through all hooks with the oracle, the classifier and the flow
-    /// cache (each packet twice, so the second is a cache hit); verdicts, marks and
-    /// every counter must agree.
+    /// cache (each packet twice, so the second is a cache hit); verdicts, marks,
+    /// ctstate (NOTRACK), the NAT slot and every counter must agree. The compiled
+    /// classifier and one cache run PREROUTING in two parts (raw, then the rest) as
+    /// the stateful dataplane does; the oracle and another cache in one call.
     fn check_same(rs: &Ruleset, packets: &[PacketMeta]) -> Result<(), String> {
         let env = env();
         let lin = LinearEvaluator::new(rs, &env);
         let cls = Classifier::compile(rs, &env).map_err(|e| e.to_string())?;
+        assert_eq!(cls.nat_targets(), rs.nat_targets());
         let mut cache = FlowCache::new(64);
-        let (mut cl, mut cc, mut cf) = (
-            RuleCounters::new(rs.counter_len()),
-            RuleCounters::new(rs.counter_len()),
-            RuleCounters::new(rs.counter_len()),
-        );
+        let mut cache_split = FlowCache::new(64);
+        let mut counters: Vec<RuleCounters> = (0..4)
+            .map(|_| RuleCounters::new(rs.counter_len()))
+            .collect();
+        let split = |hook: Hook, run: &mut dyn FnMut(HookPart) -> Verdict| {
+            if hook != Hook::Prerouting {
+                return run(HookPart::All);
+            }
+            match run(HookPart::Raw) {
+                Verdict::Accept => run(HookPart::AfterRaw),
+                v => v,
+            }
+        };
         for (i, p) in packets.iter().enumerate() {
             for _ in 0..2 {
-                let (mut a, mut b, mut c) = (*p, *p, *p);
+                let mut m = [*p; 4];
                 for hook in Hook::ALL {
-                    let va = lin.run_hook(hook, &mut a, 0, &mut cl);
-                    let vb = cls.run_hook(hook, &mut b, 0, &mut cc);
-                    let vc = cache.run_hook(&cls, hook, &mut c, 0, &mut cf);
-                    if va != vb || va != vc || a.mark != b.mark || a.mark != c.mark {
-                        return Err(format!("packet {i} {p:?} at {hook:?}: linear {va:?}/{} compiled {vb:?}/{} cached {vc:?}/{}", a.mark, b.mark, c.mark));
+                    let [cl, cc, cf, cs] = &mut counters[..] else {
+                        unreachable!()
+                    };
+                    let [a, b, c, d] = &mut m;
+                    let v = [
+                        lin.run_hook(hook, a, 0, cl),
+                        split(hook, &mut |part| cls.run_hook_part(hook, part, b, 0, cc)),
+                        cache.run_hook(&cls, hook, c, 0, cf),
+                        split(hook, &mut |part| {
+                            cache_split.run_hook_part(&cls, hook, part, d, 0, cs)
+                        }),
+                    ];
+                    let seen: Vec<_> = m.iter().map(|x| (x.mark, x.ctstate, x.nat)).collect();
+                    if v.iter().any(|x| *x != v[0]) || seen.iter().any(|x| *x != seen[0]) {
+                        return Err(format!("packet {i} {p:?} at {hook:?}: linear, compiled, cached, cached in parts: {v:?} (mark, ctstate, nat) {seen:?}"));
                     }
-                    if cl.counts() != cc.counts() || cl.counts() != cf.counts() {
-                        return Err(format!("packet {i} {p:?} at {hook:?}: counters differ\nlinear   {:?}\ncompiled {:?}\ncached   {:?}", cl.counts(), cc.counts(), cf.counts()));
+                    if counters.iter().any(|c| c.counts() != counters[0].counts()) {
+                        let all: Vec<_> = counters.iter().map(|c| c.counts()).collect();
+                        return Err(format!(
+                            "packet {i} {p:?} at {hook:?}: counters differ\n{all:?}"
+                        ));
                     }
-                    if va == Verdict::Drop {
+                    if v[0] != Verdict::Accept {
                         break;
                     }
                 }
             }
         }
+        let (cl, cc) = (&counters[0], &counters[1]);
         if cl.pending_log().len() != cc.pending_log().len() {
             return Err("LOG events differ".into());
         }
@@ -626,7 +749,7 @@ mod tests {
         #[test]
         fn compiled_equals_linear(seed in any::<u64>()) {
             let mut rng = Rng::new(seed);
-            let opts = GenOptions { iptables_v4: false, all_tables: true, max_rules_per_chain: 12 };
+            let opts = GenOptions { iptables_v4: false, all_tables: true, max_rules_per_chain: 12, stateful: true };
             let rs = random_ruleset(&mut rng, opts);
             let packets: Vec<PacketMeta> = (0..200).map(|_| random_packet(&mut rng, opts)).collect();
             if let Err(e) = check_same(&rs, &packets) {
@@ -643,7 +766,7 @@ mod tests {
         fn compiled_equals_linear_on_big_flat_chains(seed in any::<u64>()) {
             // Enough rules that the tree really cuts (small chains stay one leaf).
             let mut rng = Rng::new(seed);
-            let opts = GenOptions { iptables_v4: false, all_tables: false, max_rules_per_chain: 150 };
+            let opts = GenOptions { iptables_v4: false, all_tables: false, max_rules_per_chain: 150, stateful: true };
             let rs = random_ruleset(&mut rng, opts);
             let packets: Vec<PacketMeta> = (0..300).map(|_| random_packet(&mut rng, opts)).collect();
             if let Err(e) = check_same(&rs, &packets) {
@@ -660,6 +783,7 @@ mod tests {
                 iptables_v4: false,
                 all_tables: false,
                 max_rules_per_chain: 5,
+                stateful: false,
             },
         );
         let env = env();
@@ -674,6 +798,7 @@ mod tests {
                 iptables_v4: true,
                 all_tables: false,
                 max_rules_per_chain: 0,
+                stateful: false,
             },
         );
         cache.run_hook(&a, Hook::Forward, &mut p.clone(), 0, &mut counters);

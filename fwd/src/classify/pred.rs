@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashSet;
 
-use crate::packet::meta::{Family, PacketMeta};
+use crate::packet::meta::{ctstate, Family, PacketMeta};
 use crate::rules::{iface_matches, net_family, AddrSet, Matches, Neg, ICMP_ANY};
 use ipnet::IpNet;
 
@@ -131,7 +131,14 @@ pub struct Pred {
     pub fragment: Option<bool>,
     pub src_local: Option<bool>,
     pub dst_local: Option<bool>,
+    /// (ctstate bits, invert).
+    pub ctstate: Option<(u8, bool)>,
+    /// (ctstatus bits, invert, the rule also has a ctstate match).
+    pub ctstatus: Option<(u8, bool, bool)>,
 }
+
+/// xt_conntrack's `ct != NULL`: the states a packet with a connection is in.
+const HAS_CT: u8 = ctstate::NEW | ctstate::ESTABLISHED | ctstate::RELATED;
 
 /// What a predicate needs besides the packet: set tables, local addresses, port lists.
 #[derive(Debug, Default)]
@@ -253,6 +260,19 @@ impl Pred {
             fragment: m.fragment,
             src_local: m.src_local,
             dst_local: m.dst_local,
+            ctstate: m.ctstate.as_ref().map(|s| (s.value, s.invert)),
+            ctstatus: m
+                .ctstatus
+                .as_ref()
+                .map(|s| (s.value, s.invert, m.ctstate.is_some())),
+        }
+    }
+
+    /// Matches when `meta.ctstate` has one of `bits` (the nat table's guard).
+    pub fn ctstate_guard(bits: u8) -> Pred {
+        Pred {
+            ctstate: Some((bits, false)),
+            ..Pred::default()
         }
     }
 
@@ -276,6 +296,8 @@ impl Pred {
             && self.fragment.is_none()
             && self.src_local.is_none()
             && self.dst_local.is_none()
+            && self.ctstate.is_none()
+            && self.ctstatus.is_none()
     }
 
     /// Hull of the packets this predicate can match on the tree's dimensions
@@ -412,6 +434,22 @@ impl Pred {
             .is_some_and(|l| t.is_local(meta.family, meta.dst) != l)
         {
             return false;
+        }
+        if let Some((bits, inv)) = self.ctstate {
+            if (meta.ctstate & bits != 0) == inv {
+                return false;
+            }
+        }
+        if let Some((bits, inv, with_state)) = self.ctstatus {
+            // xt_conntrack: without a connection, only a ctstate match can hold.
+            let hit = if meta.ctstate & HAS_CT == 0 {
+                with_state
+            } else {
+                (meta.ctstatus & bits != 0) != inv
+            };
+            if !hit {
+                return false;
+            }
         }
         true
     }

@@ -124,7 +124,9 @@ impl Router<'_> {
             .run_hook(self.classifier, hook, meta, len as u32, self.rule_counters)
         {
             Verdict::Accept => true,
-            Verdict::Drop => {
+            // REJECT's reply is the stateful dataplane's (issue 6); until then a
+            // counted drop.
+            Verdict::Drop | Verdict::Reject(_) => {
                 counters.drop(Reason::Filtered);
                 false
             }

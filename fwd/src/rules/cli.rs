@@ -154,8 +154,9 @@ fn rule_row(r: &super::Rule, k: Counter) -> String {
         Some(Target::Drop) => "DROP".into(),
         Some(Target::Return) => "RETURN".into(),
         Some(Target::Jump(c) | Target::Goto(c)) => c.clone(),
-        Some(Target::Log(_)) => "LOG".into(),
-        Some(Target::Mark { .. }) => "MARK".into(),
+        // iptables-save writes NOTRACK as `-j CT --notrack` and `-L` shows it so.
+        Some(Target::Notrack) => "CT".into(),
+        Some(t) => t.name().into(),
     };
     let prot = m.proto.as_ref().map_or("all".to_string(), |p| {
         format!("{}{}", neg(p.invert), names::proto_name(p.value))
@@ -238,6 +239,22 @@ fn rule_row(r: &super::Rule, k: Counter) -> String {
             let _ = write!(extra, " {}match-set {} {dir}", neg(s.invert), s.value);
         }
     }
+    if let Some(s) = &m.ctstate {
+        let _ = write!(
+            extra,
+            " {}ctstate {}",
+            if s.invert { "! " } else { "" },
+            names::format_ctstate(s.value)
+        );
+    }
+    if let Some(s) = &m.ctstatus {
+        let _ = write!(
+            extra,
+            " {}ctstatus {}",
+            if s.invert { "! " } else { "" },
+            names::format_ctstatus(s.value)
+        );
+    }
     match &r.target {
         Some(Target::Goto(_)) => extra += " [goto]",
         Some(Target::Mark { xor, mask }) => {
@@ -250,6 +267,17 @@ fn rule_row(r: &super::Rule, k: Counter) -> String {
                 l.level, l.prefix
             );
         }
+        Some(Target::Dnat(n) | Target::Snat(n)) => {
+            let _ = write!(extra, " to:{}", names::format_nat_range(n));
+        }
+        Some(Target::Masquerade { ports: Some(p) }) => {
+            let _ = write!(extra, " masq ports: {}", names::format_nat_ports(*p));
+        }
+        Some(Target::Reject(with)) => {
+            let family = m.family.unwrap_or(super::Family::V4);
+            let _ = write!(extra, " reject-with {}", with.name(family));
+        }
+        Some(Target::Notrack) => extra += " NOTRACK",
         _ => {}
     }
     if let Some(c) = &r.comment {

@@ -20,7 +20,18 @@
 //!
 //! [tables.mangle.chains.PREROUTING]
 //! rules = [{ in = "eth+", action = "MARK", set_mark = "0x1/0xff" }]
+//!
+//! [tables.nat.chains.PREROUTING]
+//! rules = [{ proto = "tcp", dport = 8080, action = "DNAT", to = "198.19.0.2:80" }]
+//!
+//! [tables.nat.chains.POSTROUTING]
+//! rules = [{ out = "wan0", action = "MASQUERADE" }]
 //! ```
+//!
+//! Stateful matches and targets: `ctstate = "ESTABLISHED,RELATED"` (or `"!NEW"`),
+//! `ctstatus = "ASSURED"`, `action = "REJECT"` with `reject_with = "tcp-reset"`,
+//! `action = "SNAT"` with `to`, `action = "MASQUERADE"` with `to_ports`, and
+//! `action = "NOTRACK"` in the raw table.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,8 +44,8 @@ use toml::Spanned;
 
 use super::names::{self, PORT_PROTOS};
 use super::{
-    AddrSet, Chain, Counter, Family, LogTarget, MarkMatch, Matches, ModelError, Neg, Policy, Rule,
-    RulePlace, Ruleset, Table, Target,
+    AddrSet, Chain, Counter, Family, LogTarget, MarkMatch, Matches, ModelError, Neg, Policy,
+    RejectWith, Rule, RulePlace, Ruleset, Table, Target,
 };
 
 /// The rules part of a config file. The full config embeds it with `#[serde(flatten)]`.
@@ -137,9 +148,25 @@ pub struct RuleConfig {
     pub src_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_type: Option<String>,
-    /// ACCEPT, DROP, RETURN, jump, goto, LOG, MARK; absent: count only.
+    /// `NEW,ESTABLISHED,RELATED,INVALID,UNTRACKED,SNAT,DNAT` (`-m conntrack --ctstate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctstate: Option<String>,
+    /// `EXPECTED,SEEN_REPLY,ASSURED,CONFIRMED` (`-m conntrack --ctstatus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctstatus: Option<String>,
+    /// ACCEPT, DROP, RETURN, jump, goto, LOG, MARK, REJECT, DNAT, SNAT, MASQUERADE,
+    /// NOTRACK; absent: count only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// DNAT/SNAT: `ADDR[-ADDR][:PORT[-PORT]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// MASQUERADE: `PORT[-PORT]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ports: Option<Scalar>,
+    /// REJECT: `icmp-port-unreachable` (default), `tcp-reset`, ... (iptables' names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_with: Option<String>,
     /// The chain of `jump` / `goto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -304,6 +331,7 @@ impl RulesConfig {
             let place = match &e {
                 ModelError::DuplicateChain { place, .. }
                 | ModelError::Invalid { place, .. }
+                | ModelError::Target { place, .. }
                 | ModelError::UnknownChain { place, .. }
                 | ModelError::UnknownSet { place, .. } => Some(place),
                 _ => None,
@@ -400,6 +428,7 @@ fn describe_model_error(e: &ModelError) -> String {
     };
     match e {
         ModelError::Invalid { place, what } => format!("{}: {what}", path(place)),
+        ModelError::Target { place, field, what } => format!("{}.{field}: {what}", path(place)),
         ModelError::UnknownChain { place, target } => {
             format!(
                 "{}.target: no chain {target:?} in table {}",
@@ -591,8 +620,30 @@ impl RuleConfig {
             fragment: self.fragment,
             src_local: field("src_type", &self.src_type, local_type)?.map(|n| !n.invert),
             dst_local: field("dst_type", &self.dst_type, local_type)?.map(|n| !n.invert),
+            ctstate: field("ctstate", &self.ctstate, names::parse_ctstate)?,
+            ctstatus: field("ctstatus", &self.ctstatus, names::parse_ctstatus)?,
         };
         let target = self.target()?;
+        // iptables refuses these at parse time (libxt_REJECT, libxt_DNAT, ...).
+        let port_proto = positive_proto.is_some_and(|p| PORT_PROTOS.contains(&p));
+        match &target {
+            Some(Target::Reject(RejectWith::TcpReset)) if positive_proto != Some(6) => {
+                return Err(("reject_with", "tcp-reset needs proto = tcp".into()));
+            }
+            Some(Target::Dnat(r) | Target::Snat(r)) if r.ports.is_some() && !port_proto => {
+                return Err((
+                    "to",
+                    "a port needs proto = tcp, udp, sctp, dccp or udplite".into(),
+                ));
+            }
+            Some(Target::Masquerade { ports: Some(_) }) if !port_proto => {
+                return Err((
+                    "to_ports",
+                    "needs proto = tcp, udp, sctp, dccp or udplite".into(),
+                ));
+            }
+            _ => {}
+        }
         Ok(Rule {
             matches,
             target,
@@ -624,6 +675,22 @@ impl RuleConfig {
         if upper != "MARK" && (self.set_mark.is_some() || self.set_xmark.is_some()) {
             return Err(("set_mark", "only with action = \"MARK\"".into()));
         }
+        if !matches!(upper.as_str(), "DNAT" | "SNAT") && self.to.is_some() {
+            return Err(("to", "only with action = \"DNAT\" or \"SNAT\"".into()));
+        }
+        if upper != "MASQUERADE" && self.to_ports.is_some() {
+            return Err(("to_ports", "only with action = \"MASQUERADE\"".into()));
+        }
+        if upper != "REJECT" && self.reject_with.is_some() {
+            return Err(("reject_with", "only with action = \"REJECT\"".into()));
+        }
+        let nat_range = || {
+            let to = self.to.as_deref().ok_or((
+                "to",
+                format!("action = {action:?} needs to = \"ADDR[:PORT]\""),
+            ))?;
+            names::parse_nat_range(to).map_err(|m| ("to", m))
+        };
         Ok(Some(match upper.as_str() {
             "ACCEPT" => Target::Accept,
             "DROP" => Target::Drop,
@@ -656,13 +723,44 @@ impl RuleConfig {
                     ))
                 }
             },
-            "REJECT" | "DNAT" | "SNAT" | "MASQUERADE" | "NOTRACK" | "CT" | "REDIRECT" => {
-                return Err(("action", format!("{action} is not supported yet")))
+            "REJECT" => Target::Reject(match self.reject_with.as_deref() {
+                None => RejectWith::default(),
+                Some(name) => {
+                    RejectWith::from_name(name)
+                        .ok_or((
+                            "reject_with",
+                            format!("{name:?} is not an iptables --reject-with type"),
+                        ))?
+                        .0
+                }
+            }),
+            "DNAT" => Target::Dnat(nat_range()?),
+            "SNAT" => Target::Snat(nat_range()?),
+            "MASQUERADE" => Target::Masquerade {
+                ports: self
+                    .to_ports
+                    .as_ref()
+                    .map(|p| names::parse_nat_ports(&p.to_string()))
+                    .transpose()
+                    .map_err(|m| ("to_ports", m))?,
+            },
+            "NOTRACK" => Target::Notrack,
+            "CT" => {
+                return Err((
+                    "action",
+                    "CT: write action = \"NOTRACK\" (CT --notrack); other CT options are not supported".into(),
+                ))
+            }
+            "REDIRECT" => {
+                return Err((
+                    "action",
+                    "REDIRECT is not supported: traffic to the box is the kernel's".into(),
+                ))
             }
             _ => {
                 return Err((
                     "action",
-                    format!("{action:?} is not ACCEPT, DROP, RETURN, jump, goto, LOG or MARK"),
+                    format!("{action:?} is not ACCEPT, DROP, RETURN, jump, goto, LOG, MARK, REJECT, DNAT, SNAT, MASQUERADE or NOTRACK"),
                 ))
             }
         }))
@@ -715,6 +813,14 @@ impl RuleConfig {
             fragment: m.fragment,
             src_type: local(m.src_local),
             dst_type: local(m.dst_local),
+            ctstate: m
+                .ctstate
+                .as_ref()
+                .map(|s| neg_str(s.invert, names::format_ctstate(s.value))),
+            ctstatus: m
+                .ctstatus
+                .as_ref()
+                .map(|s| neg_str(s.invert, names::format_ctstatus(s.value))),
             comment: r.comment.clone(),
             ..RuleConfig::default()
         };
@@ -734,6 +840,29 @@ impl RuleConfig {
                 c.action = Some("MARK".into());
                 c.set_xmark = Some(Scalar::Str(format!("{xor:#x}/{mask:#x}")));
             }
+            Some(Target::Reject(with)) => {
+                c.action = Some("REJECT".into());
+                if *with != RejectWith::default() {
+                    let family = m.family.unwrap_or(Family::V4);
+                    c.reject_with = Some(with.name(family).into());
+                }
+            }
+            Some(Target::Dnat(r)) => {
+                c.action = Some("DNAT".into());
+                c.to = Some(names::format_nat_range(r));
+            }
+            Some(Target::Snat(r)) => {
+                c.action = Some("SNAT".into());
+                c.to = Some(names::format_nat_range(r));
+            }
+            Some(Target::Masquerade { ports }) => {
+                c.action = Some("MASQUERADE".into());
+                c.to_ports = ports.map(|p| match p {
+                    (lo, hi) if lo == hi => Scalar::Int(i64::from(lo)),
+                    p => Scalar::Str(names::format_nat_ports(p)),
+                });
+            }
+            Some(Target::Notrack) => c.action = Some("NOTRACK".into()),
         }
         c
     }
@@ -782,8 +911,20 @@ impl RuleConfig {
         };
         s("src_type", &self.src_type);
         s("dst_type", &self.dst_type);
+        s("ctstate", &self.ctstate);
+        s("ctstatus", &self.ctstatus);
         s("action", &self.action);
         s("target", &self.target);
+        s("to", &self.to);
+        if let Some(v) = &self.to_ports {
+            kv.push(("to_ports", scalar_toml(v)));
+        }
+        let mut s = |k: &'static str, v: &Option<String>| {
+            if let Some(v) = v {
+                kv.push((k, quote(v)));
+            }
+        };
+        s("reject_with", &self.reject_with);
         s("log_prefix", &self.log_prefix);
         if let Some(l) = self.log_level {
             kv.push(("log_level", l.to_string()));
@@ -872,6 +1013,174 @@ rules = [{ in = "eth+", action = "MARK", set_mark = "0x1/0xff" }]
         assert_eq!(load(&text).unwrap(), rs, "{text}");
     }
 
+    const STATEFUL: &str = r#"
+[chains.FORWARD]
+policy = "DROP"
+rules = [
+  { ctstate = "ESTABLISHED,RELATED", action = "ACCEPT" },
+  { ctstate = "!NEW", ctstatus = "ASSURED", action = "DROP" },
+  { proto = "tcp", dport = 23, action = "REJECT", reject_with = "tcp-reset" },
+  { family = "ipv6", action = "REJECT", reject_with = "icmp6-adm-prohibited" },
+  { action = "REJECT" },
+]
+
+[tables.raw.chains.PREROUTING]
+rules = [{ in = "lo0", action = "NOTRACK" }]
+
+[tables.nat.chains.PREROUTING]
+rules = [{ action = "jump", target = "PORTS" }]
+
+[tables.nat.chains.PORTS]
+rules = [
+  { proto = "tcp", dport = 8080, action = "DNAT", to = "198.19.0.2:80" },
+  { proto = "udp", dport = 53, action = "DNAT", to = "[2001:db8::53]:5353" },
+]
+
+[tables.nat.chains.POSTROUTING]
+rules = [
+  { src = "198.19.0.0/16", out = "wan0", action = "SNAT", to = "198.18.0.1-198.18.0.4" },
+  { out = "wan0", proto = "udp", action = "MASQUERADE", to_ports = "1024-2047" },
+  { out = "wan0", action = "MASQUERADE" },
+]
+"#;
+
+    #[test]
+    fn stateful_matches_and_targets_load_and_round_trip() {
+        use crate::packet::meta::{ctstate, ctstatus};
+        use crate::rules::{NatKind, NatRange, NatTarget};
+        let rs = load(STATEFUL).unwrap();
+        let fw = &rs.chains()[rs.chain_index(Table::Filter, "FORWARD").unwrap()];
+        assert_eq!(
+            fw.rules[0].matches.ctstate,
+            Some(Neg::is(ctstate::ESTABLISHED | ctstate::RELATED))
+        );
+        assert_eq!(fw.rules[1].matches.ctstate, Some(Neg::not(ctstate::NEW)));
+        assert_eq!(
+            fw.rules[1].matches.ctstatus,
+            Some(Neg::is(ctstatus::ASSURED))
+        );
+        assert_eq!(
+            fw.rules[2].target,
+            Some(Target::Reject(RejectWith::TcpReset))
+        );
+        assert_eq!(
+            fw.rules[3].target,
+            Some(Target::Reject(RejectWith::AdminProhibited))
+        );
+        assert_eq!(
+            fw.rules[4].target,
+            Some(Target::Reject(RejectWith::PortUnreachable))
+        );
+        let ports = &rs.chains()[rs.chain_index(Table::Nat, "PORTS").unwrap()];
+        assert_eq!(
+            ports.rules[0].target,
+            Some(Target::Dnat(NatRange {
+                addr_min: "198.19.0.2".parse().unwrap(),
+                addr_max: "198.19.0.2".parse().unwrap(),
+                ports: Some((80, 80)),
+            }))
+        );
+        assert_eq!(
+            ports.rules[1].matches.family,
+            Some(Family::V6),
+            "a NAT address restricts the rule to its family"
+        );
+        // meta.nat numbering: rule id order (nat PREROUTING, then POSTROUTING, then
+        // user chains by name).
+        let kinds: Vec<NatKind> = rs.nat_targets().iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NatKind::Snat,
+                NatKind::Masquerade,
+                NatKind::Masquerade,
+                NatKind::Dnat,
+                NatKind::Dnat
+            ]
+        );
+        let pi = rs.chain_index(Table::Nat, "PORTS").unwrap();
+        assert_eq!((rs.nat_slot(pi, 0), rs.nat_slot(pi, 1)), (4, 5));
+        assert_eq!(
+            rs.nat_targets()[0],
+            NatTarget {
+                kind: NatKind::Snat,
+                family: Some(Family::V4),
+                addr_min: 0xc612_0001,
+                addr_max: 0xc612_0004,
+                port_min: 0,
+                port_max: 0,
+            }
+        );
+        assert_eq!(
+            (rs.nat_targets()[1].port_min, rs.nat_targets()[1].port_max),
+            (1024, 2047)
+        );
+        assert_eq!(rs.nat_targets()[2].family, None);
+        let text = to_toml(&rs);
+        assert_eq!(load(&text).unwrap(), rs, "{text}");
+        assert!(
+            text.contains("{ ctstate = \"RELATED,ESTABLISHED\", action = \"ACCEPT\" }"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stateful_targets_are_refused_where_iptables_refuses_them() {
+        let cases = [
+            (
+                "[tables.nat.chains.POSTROUTING]\nrules = [\n  { action = \"DNAT\", to = \"198.19.0.2\" },\n]\n",
+                "configs/x.toml:3: tables.nat.chains.POSTROUTING.rules[0].action: DNAT is only valid in nat PREROUTING and user chains only it reaches",
+            ),
+            (
+                "[tables.nat.chains.PREROUTING]\nrules = [{ action = \"jump\", target = \"U\" }]\n[tables.nat.chains.POSTROUTING]\nrules = [{ action = \"jump\", target = \"U\" }]\n[tables.nat.chains.U]\nrules = [\n  { action = \"MASQUERADE\" },\n]\n",
+                "configs/x.toml:7: tables.nat.chains.U.rules[0].action: MASQUERADE is only valid in nat POSTROUTING and user chains only it reaches",
+            ),
+            (
+                "[tables.mangle.chains.FORWARD]\nrules = [\n  { action = \"REJECT\" },\n]\n",
+                "configs/x.toml:3: tables.mangle.chains.FORWARD.rules[0].action: REJECT is only valid in the filter table",
+            ),
+            (
+                "[chains.FORWARD]\nrules = [\n  { action = \"NOTRACK\" },\n]\n",
+                "configs/x.toml:3: chains.FORWARD.rules[0].action: NOTRACK is only valid in the raw table",
+            ),
+            (
+                "[chains.FORWARD]\nrules = [\n  { proto = \"udp\", action = \"REJECT\", reject_with = \"tcp-reset\" },\n]\n",
+                "configs/x.toml:3: chains.FORWARD.rules[0].reject_with: tcp-reset needs proto = tcp",
+            ),
+            (
+                "[chains.FORWARD]\nrules = [\n  { family = \"ipv6\", action = \"REJECT\", reject_with = \"icmp-host-prohibited\" },\n]\n",
+                "configs/x.toml:3: chains.FORWARD.rules[0].reject_with: icmp-host-prohibited exists only for IPv4",
+            ),
+            (
+                "[tables.nat.chains.POSTROUTING]\nrules = [\n  { action = \"MASQUERADE\", to_ports = 1024 },\n]\n",
+                "configs/x.toml:3: tables.nat.chains.POSTROUTING.rules[0].to_ports: needs proto = tcp, udp, sctp, dccp or udplite",
+            ),
+            (
+                "[tables.nat.chains.PREROUTING]\nrules = [\n  { action = \"DNAT\", to = \"198.19.0.2:80\" },\n]\n",
+                "configs/x.toml:3: tables.nat.chains.PREROUTING.rules[0].to: a port needs proto = tcp, udp, sctp, dccp or udplite",
+            ),
+            (
+                "[tables.nat.chains.PREROUTING]\nrules = [\n  { dst = \"2001:db8::1\", action = \"DNAT\", to = \"198.19.0.2\" },\n]\n",
+                "configs/x.toml:3: tables.nat.chains.PREROUTING.rules[0].to: 198.19.0.2 is not of the family the rule matches",
+            ),
+            (
+                "[tables.nat.chains.PREROUTING]\nrules = [\n  { action = \"DNAT\" },\n]\n",
+                "configs/x.toml:3: tables.nat.chains.PREROUTING.rules[0].to: action = \"DNAT\" needs to = \"ADDR[:PORT]\"",
+            ),
+            (
+                "[chains.FORWARD]\nrules = [\n  { ctstate = \"NEW,OLD\" },\n]\n",
+                "configs/x.toml:3: chains.FORWARD.rules[0].ctstate: \"OLD\" is not a conntrack state (INVALID,NEW,RELATED,ESTABLISHED,UNTRACKED,SNAT,DNAT)",
+            ),
+            (
+                "[chains.FORWARD]\nrules = [\n  { action = \"ACCEPT\", to = \"198.19.0.2\" },\n]\n",
+                "configs/x.toml:3: chains.FORWARD.rules[0].to: only with action = \"DNAT\" or \"SNAT\"",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(load(text).unwrap_err(), want, "{text}");
+        }
+    }
+
     #[test]
     fn errors_name_file_line_and_field() {
         let text = "[chains.FORWARD]\nrules = [\n  { proto = \"tcp\", dport = 22 },\n  { proto = \"tcp\", dport = \"80-\" },\n]\n";
@@ -900,10 +1209,10 @@ rules = [{ in = "eth+", action = "MARK", set_mark = "0x1/0xff" }]
             load(text).unwrap_err(),
             "configs/x.toml: table filter: chain loop A -> B -> A"
         );
-        let text = "[chains.FORWARD]\nrules = [\n  { action = \"REJECT\" },\n]\n";
+        let text = "[chains.FORWARD]\nrules = [\n  { action = \"REDIRECT\" },\n]\n";
         assert_eq!(
             load(text).unwrap_err(),
-            "configs/x.toml:3: chains.FORWARD.rules[0].action: REJECT is not supported yet"
+            "configs/x.toml:3: chains.FORWARD.rules[0].action: REDIRECT is not supported: traffic to the box is the kernel's"
         );
         let text =
             "[sets.s]\nfamily = \"ipv4\"\nmembers = [\n \"198.18.0.0/24\",\n \"2001:db8::1\",\n]\n";

@@ -2,6 +2,7 @@
 //! locks or formatting; a reader sums workers (`Ruleset::sum_counters`) and a cold thread
 //! formats log events.
 
+use super::RejectWith;
 use crate::packet::meta::PacketMeta;
 
 /// Packet and byte count of one rule or policy. Bytes are IP lengths, as iptables counts.
@@ -11,12 +12,14 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// The outcome of a hook. The stateful issue adds `Reject(kind)`, `Dnat(..)`, `Snat(..)`;
-/// callers should match with a wildcard arm for what they do not handle yet.
+/// The outcome of a hook. NAT is not a verdict: a NAT rule accepts and records its
+/// target in `PacketMeta::nat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Accept,
     Drop,
+    /// Dropped by `-j REJECT`; the dataplane answers with this.
+    Reject(RejectWith),
 }
 
 /// One `-j LOG` hit: the rule id and the packet, formatted later off the hot path.

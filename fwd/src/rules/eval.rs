@@ -4,9 +4,10 @@
 //! is the oracle the compiled classifier is tested against.
 
 use super::{
-    iface_matches, net_contains, Env, Hook, Matches, Policy, RuleCounters, Ruleset, Target, Verdict,
+    conntrack_matches, iface_matches, net_contains, Env, Hook, HookPart, Matches, Policy,
+    RuleCounters, Ruleset, Table, Target, Verdict,
 };
-use crate::packet::meta::{Family, PacketMeta, NO_PORT};
+use crate::packet::meta::{ctstate, Family, PacketMeta, NO_PORT};
 
 pub struct LinearEvaluator<'a> {
     rs: &'a Ruleset,
@@ -35,7 +36,8 @@ impl<'a> LinearEvaluator<'a> {
         LinearEvaluator { rs, env, families }
     }
 
-    /// Runs every table of `hook` in priority order. ACCEPT ends one table, DROP all.
+    /// Runs every table of `hook` in priority order. ACCEPT (and a NAT target) ends
+    /// one table, DROP and REJECT all.
     pub fn run_hook(
         &self,
         hook: Hook,
@@ -44,6 +46,18 @@ impl<'a> LinearEvaluator<'a> {
         counters: &mut RuleCounters,
     ) -> Verdict {
         self.run_hook_traced(hook, meta, frame_len, counters, &mut Vec::new())
+    }
+
+    /// `run_hook` restricted to the tables of `part` (raw before conntrack, the rest after).
+    pub fn run_hook_part(
+        &self,
+        hook: Hook,
+        part: HookPart,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+    ) -> Verdict {
+        self.run_part_traced(hook, part, meta, frame_len, counters, &mut Vec::new())
     }
 
     /// `run_hook` that also appends every counter id hit to `hits`.
@@ -55,10 +69,31 @@ impl<'a> LinearEvaluator<'a> {
         counters: &mut RuleCounters,
         hits: &mut Vec<u32>,
     ) -> Verdict {
+        self.run_part_traced(hook, HookPart::All, meta, frame_len, counters, hits)
+    }
+
+    fn run_part_traced(
+        &self,
+        hook: Hook,
+        part: HookPart,
+        meta: &mut PacketMeta,
+        frame_len: u32,
+        counters: &mut RuleCounters,
+        hits: &mut Vec<u32>,
+    ) -> Verdict {
         for &table in hook.tables() {
+            if !part.runs(table) {
+                continue;
+            }
+            // The nat table only sees a connection's first packet (nf_nat_inet_fn
+            // looks the binding up for the others); untracked packets never.
+            if table == Table::Nat && meta.ctstate & ctstate::NEW == 0 {
+                continue;
+            }
             if let Some(ci) = self.rs.chain_index(table, hook.chain_name()) {
-                if self.run_chain(ci, meta, frame_len, counters, hits) == Policy::Drop {
-                    return Verdict::Drop;
+                match self.run_chain(ci, meta, frame_len, counters, hits) {
+                    Verdict::Accept => {}
+                    end => return end,
                 }
             }
         }
@@ -72,7 +107,7 @@ impl<'a> LinearEvaluator<'a> {
         frame_len: u32,
         counters: &mut RuleCounters,
         hits: &mut Vec<u32>,
-    ) -> Policy {
+    ) -> Verdict {
         let bytes = hit_bytes(meta, frame_len);
         let mut stack: Vec<(usize, usize)> = Vec::new();
         let (mut chain, mut at) = (builtin, 0);
@@ -96,8 +131,14 @@ impl<'a> LinearEvaluator<'a> {
             at += 1;
             match &rule.target {
                 None => {}
-                Some(Target::Accept) => return Policy::Accept,
-                Some(Target::Drop) => return Policy::Drop,
+                Some(Target::Accept) => return Verdict::Accept,
+                Some(Target::Drop) => return Verdict::Drop,
+                Some(Target::Reject(with)) => return Verdict::Reject(*with),
+                Some(Target::Dnat(_) | Target::Snat(_) | Target::Masquerade { .. }) => {
+                    meta.nat = self.rs.nat_slot(chain, at - 1);
+                    return Verdict::Accept;
+                }
+                Some(Target::Notrack) => meta.ctstate = ctstate::UNTRACKED,
                 Some(Target::Log(_)) => counters.log(id, meta),
                 Some(Target::Mark { xor, mask }) => meta.mark = (meta.mark & !mask) ^ xor,
                 Some(Target::Return) => {
@@ -135,16 +176,17 @@ impl<'a> LinearEvaluator<'a> {
         bytes: u64,
         counters: &mut RuleCounters,
         hits: &mut Vec<u32>,
-    ) -> Policy {
+    ) -> Verdict {
         let id = self
             .rs
             .policy_id(builtin)
             .expect("built-in chains have a policy");
         counters.bump(id, bytes);
         hits.push(id);
-        self.rs.chains()[builtin]
-            .policy
-            .expect("built-in chains have a policy")
+        match self.rs.chains()[builtin].policy {
+            Some(Policy::Drop) => Verdict::Drop,
+            _ => Verdict::Accept,
+        }
     }
 
     /// Does one rule's match list hold for `meta`? Each arm is the man page's sentence.
@@ -206,6 +248,8 @@ impl<'a> LinearEvaluator<'a> {
                 .map(|l| self.is_local(meta.family, meta.src) == l),
             m.dst_local
                 .map(|l| self.is_local(meta.family, meta.dst) == l),
+            (m.ctstate.is_some() || m.ctstatus.is_some())
+                .then(|| conntrack_matches(m, meta.ctstate, meta.ctstatus)),
         ];
         checks.into_iter().all(|c| c != Some(false))
     }
@@ -405,6 +449,133 @@ mod tests {
             0,
             "ACCEPT ended the mangle table before its DROP"
         );
+    }
+
+    #[test]
+    fn nat_table_sees_only_a_connections_first_packet() {
+        use crate::rules::{NatRange, RejectWith};
+        let dnat = Target::Dnat(NatRange {
+            addr_min: "198.19.0.2".parse().unwrap(),
+            addr_max: "198.19.0.2".parse().unwrap(),
+            ports: Some((80, 80)),
+        });
+        let est = Matches {
+            ctstate: Some(Neg::is(ctstate::ESTABLISHED)),
+            ..Matches::default()
+        };
+        let rs = Ruleset::new(
+            vec![],
+            vec![
+                chain(
+                    Table::Raw,
+                    "PREROUTING",
+                    None,
+                    vec![rule(dport(9), Some(Target::Notrack))],
+                ),
+                chain(
+                    Table::Nat,
+                    "PREROUTING",
+                    None,
+                    vec![
+                        rule(dport(8080), Some(dnat)),
+                        rule(dport(8080), Some(Target::Drop)),
+                    ],
+                ),
+                chain(
+                    Table::Filter,
+                    "FORWARD",
+                    Some(Policy::Accept),
+                    vec![
+                        rule(est, Some(Target::Accept)),
+                        rule(
+                            dport(8080),
+                            Some(Target::Reject(RejectWith::HostProhibited)),
+                        ),
+                    ],
+                ),
+            ],
+        )
+        .unwrap();
+        let env = Env::default();
+        let ev = LinearEvaluator::new(&rs, &env);
+        let mut c = RuleCounters::new(rs.counter_len());
+        let nat_pre = rs.chain_index(Table::Nat, "PREROUTING").unwrap();
+
+        // First packet: DNAT matches, records slot 1 and ends the nat chain (its DROP
+        // is not reached).
+        let mut p = tcp(8080);
+        p.ctstate = ctstate::NEW;
+        assert_eq!(
+            ev.run_hook(Hook::Prerouting, &mut p, 0, &mut c),
+            Verdict::Accept
+        );
+        assert_eq!(p.nat, 1);
+        assert_eq!(rs.nat_targets()[0].addr_min, 0xc613_0002);
+        assert_eq!(c.get(rs.rule_id(nat_pre, 0)).packets, 1);
+        assert_eq!(c.get(rs.rule_id(nat_pre, 1)).packets, 0);
+        assert_eq!(
+            ev.run_hook(Hook::Forward, &mut p, 0, &mut c),
+            Verdict::Reject(RejectWith::HostProhibited)
+        );
+
+        // Later packets skip the nat table entirely, policy counter included.
+        let mut p = tcp(8080);
+        p.ctstate = ctstate::ESTABLISHED;
+        assert_eq!(
+            ev.run_hook(Hook::Prerouting, &mut p, 0, &mut c),
+            Verdict::Accept
+        );
+        assert_eq!(
+            (p.nat, c.get(rs.policy_id(nat_pre).unwrap()).packets),
+            (0, 0)
+        );
+        assert_eq!(
+            ev.run_hook(Hook::Forward, &mut p, 0, &mut c),
+            Verdict::Accept
+        );
+
+        // NOTRACK in raw: UNTRACKED from then on, so nat does not see it either.
+        let mut p = tcp(9);
+        p.ctstate = ctstate::NEW;
+        let v = ev.run_hook_part(Hook::Prerouting, HookPart::Raw, &mut p, 0, &mut c);
+        assert_eq!((v, p.ctstate), (Verdict::Accept, ctstate::UNTRACKED));
+        ev.run_hook_part(Hook::Prerouting, HookPart::AfterRaw, &mut p, 0, &mut c);
+        assert_eq!(c.get(rs.policy_id(nat_pre).unwrap()).packets, 0);
+    }
+
+    #[test]
+    fn ctstatus_without_a_connection_follows_xt_conntrack() {
+        use crate::packet::meta::ctstatus;
+        use crate::rules::conntrack_matches;
+        let status = Matches {
+            ctstatus: Some(Neg::not(ctstatus::ASSURED)),
+            ..Matches::default()
+        };
+        assert!(conntrack_matches(&status, ctstate::NEW, 0));
+        assert!(!conntrack_matches(&status, ctstate::NEW, ctstatus::ASSURED));
+        // No connection: a ctstatus match alone never holds, even negated ...
+        assert!(!conntrack_matches(&status, ctstate::INVALID, 0));
+        // ... but beside a ctstate match, ctstate decides.
+        let both = Matches {
+            ctstate: Some(Neg::is(ctstate::INVALID)),
+            ..status
+        };
+        assert!(conntrack_matches(
+            &both,
+            ctstate::INVALID,
+            ctstatus::ASSURED
+        ));
+        // SNAT/DNAT are extra bits beside the real state.
+        let dnat = Matches {
+            ctstate: Some(Neg::is(ctstate::DNAT)),
+            ..Matches::default()
+        };
+        assert!(conntrack_matches(
+            &dnat,
+            ctstate::ESTABLISHED | ctstate::DNAT,
+            0
+        ));
+        assert!(!conntrack_matches(&dnat, ctstate::ESTABLISHED, 0));
     }
 
     #[test]

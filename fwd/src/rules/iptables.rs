@@ -10,9 +10,10 @@ use std::fmt::Write as _;
 use super::config::{self, parse_net};
 use super::names::{self, PORT_PROTOS};
 use super::{
-    AddrSet, Chain, Counter, Family, LogTarget, MarkMatch, Matches, Neg, Policy, Rule, Ruleset,
-    Table, Target, SYN_FLAGS,
+    AddrSet, Chain, Counter, Family, LogTarget, MarkMatch, Matches, ModelError, NatRange, Neg,
+    Policy, RejectWith, Rule, RulePlace, Ruleset, Table, Target, SYN_FLAGS,
 };
+use crate::packet::meta::ctstate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}:{line}: {msg}")]
@@ -237,6 +238,8 @@ pub fn import_with_sets(
             rules: Vec::new(),
         });
     }
+    // Where each kept rule came from, so model errors name the dump's line.
+    let mut lines: Vec<(RulePlace, usize)> = Vec::new();
     for r in rules {
         if !keep(r.table, &r.chain) {
             report.left_to_kernel += 1;
@@ -256,6 +259,14 @@ pub fn import_with_sets(
                     ),
                 )
             })?;
+        lines.push((
+            RulePlace {
+                table: r.table,
+                chain: r.chain.clone(),
+                rule: Some(chain.rules.len()),
+            },
+            r.line,
+        ));
         chain.rules.push(rule);
         report.rules += 1;
     }
@@ -273,7 +284,21 @@ pub fn import_with_sets(
             return Err(err(0, format!("set {name:?} is not defined: pass its `ipset save` output (import --ipset FILE) or define [sets.{name}]")));
         }
     }
-    let rs = Ruleset::new(sets, model).map_err(|e| err(0, e.to_string()))?;
+    let rs = Ruleset::new(sets, model).map_err(|e| {
+        let (place, what) = match &e {
+            ModelError::Target { place, what, .. } | ModelError::Invalid { place, what } => {
+                (Some(place), Some(what))
+            }
+            ModelError::UnknownChain { place, .. } | ModelError::UnknownSet { place, .. } => {
+                (Some(place), None)
+            }
+            _ => (None, None),
+        };
+        match place.and_then(|p| lines.iter().find(|(q, _)| q == p)) {
+            Some((_, line)) => err(*line, what.cloned().unwrap_or_else(|| e.to_string())),
+            None => err(0, e.to_string()),
+        }
+    })?;
     Ok((rs, report))
 }
 
@@ -348,20 +373,7 @@ fn target_chain(tokens: &[String]) -> Option<String> {
         .map(|w| w[1].clone())
 }
 
-const UNSUPPORTED_TARGETS: [&str; 12] = [
-    "REJECT",
-    "DNAT",
-    "SNAT",
-    "MASQUERADE",
-    "NOTRACK",
-    "CT",
-    "REDIRECT",
-    "TPROXY",
-    "NETMAP",
-    "CONNMARK",
-    "TCPMSS",
-    "NFQUEUE",
-];
+const UNSUPPORTED_TARGETS: [&str; 5] = ["TPROXY", "NETMAP", "CONNMARK", "TCPMSS", "NFQUEUE"];
 
 fn log_level(s: &str) -> Result<u8, String> {
     const LEVELS: [&str; 8] = [
@@ -391,6 +403,9 @@ fn parse_rule(
     if let Some(t) = target_chain(tokens).filter(|t| UNSUPPORTED_TARGETS.contains(&t.as_str())) {
         return Err(format!("-j {t} is not supported yet"));
     }
+    if target_chain(tokens).is_some_and(|t| t == "REDIRECT") {
+        return Err("-j REDIRECT is not supported: traffic to the box is the kernel's".into());
+    }
     let mut m = Matches {
         family: Some(family),
         ..Matches::default()
@@ -399,6 +414,12 @@ fn parse_rule(
     let mut invert = false;
     let mut target_name: Option<(String, bool)> = None;
     let mut mark_target: Option<(u32, u32)> = None;
+    // Target options, checked against the target once it is known.
+    let mut to_destination: Option<NatRange> = None;
+    let mut to_source: Option<NatRange> = None;
+    let mut to_ports: Option<(u16, u16)> = None;
+    let mut reject_with: Option<RejectWith> = None;
+    let mut notrack = false;
     let mut log = LogTarget {
         prefix: String::new(),
         level: 4,
@@ -439,7 +460,7 @@ fn parse_rule(
                 match name {
                     "tcp" | "udp" | "sctp" | "dccp" | "udplite" | "multiport" | "comment"
                     | "mark" | "length" | "addrtype" | "set" | "icmp" | "icmp6" | "icmpv6"
-                    | "ipv6-icmp" => modules.push(name.to_string()),
+                    | "ipv6-icmp" | "conntrack" | "state" => modules.push(name.to_string()),
                     other => return Err(format!("-m {other} is not supported yet")),
                 }
             }
@@ -504,6 +525,60 @@ fn parse_rule(
                 }
             }
             "--comment" => rule.comment = Some(arg!(tok).to_string()),
+            "--ctstate" | "--state" => {
+                let v = arg!(tok);
+                let bits = names::parse_ctstate(v)?;
+                // xt_state has no virtual NAT states.
+                if tok == "--state" && bits & (ctstate::SNAT | ctstate::DNAT) != 0 {
+                    return Err(format!(
+                        "--state {v}: -m state knows INVALID,NEW,RELATED,ESTABLISHED,UNTRACKED (SNAT/DNAT need -m conntrack --ctstate)"
+                    ));
+                }
+                if m.ctstate.is_some() {
+                    return Err(format!(
+                        "{tok} given twice (e.g. -m state and -m conntrack)"
+                    ));
+                }
+                m.ctstate = Some(mk(neg, bits));
+            }
+            "--ctstatus" => m.ctstatus = Some(mk(neg, names::parse_ctstatus(arg!(tok))?)),
+            "--to-destination" | "--to-source" => {
+                no_neg(tok)?;
+                let r = names::parse_nat_range(arg!(tok)).map_err(|e| format!("{tok} {e}"))?;
+                let fam = r.family();
+                if fam != family {
+                    return Err(format!(
+                        "{tok} {}: not an address of this dump's family",
+                        r.addr_min
+                    ));
+                }
+                *(if tok == "--to-destination" {
+                    &mut to_destination
+                } else {
+                    &mut to_source
+                }) = Some(r);
+            }
+            "--to-ports" => {
+                no_neg(tok)?;
+                to_ports = Some(names::parse_nat_ports(arg!(tok))?);
+            }
+            "--reject-with" => {
+                no_neg(tok)?;
+                let v = arg!(tok);
+                let (r, named) = RejectWith::from_name(v).ok_or_else(|| {
+                    format!("--reject-with {v} is not supported yet (iptables' and ip6tables' canonical names)")
+                })?;
+                if named.is_some_and(|f| f != family) {
+                    return Err(format!(
+                        "--reject-with {v} is not a type of this dump's family"
+                    ));
+                }
+                reject_with = Some(r);
+            }
+            "--notrack" => {
+                no_neg(tok)?;
+                notrack = true;
+            }
             "-j" | "--jump" | "-g" | "--goto" => {
                 no_neg(tok)?;
                 target_name = Some((
@@ -548,6 +623,11 @@ fn parse_rule(
     needs_module(m.mark.is_some(), &["mark"], "--mark")?;
     needs_module(m.length.is_some(), &["length"], "--length")?;
     needs_module(
+        m.ctstate.is_some() || m.ctstatus.is_some(),
+        &["conntrack", "state"],
+        "--ctstate/--state/--ctstatus",
+    )?;
+    needs_module(
         m.src_set.is_some() || m.dst_set.is_some(),
         &["set"],
         "--match-set",
@@ -564,6 +644,30 @@ fn parse_rule(
     if m.icmp.is_some() && !matches!(positive_proto, Some(1 | 58)) {
         return Err("--icmp-type needs -p icmp (or ipv6-icmp)".into());
     }
+    let port_proto = positive_proto.is_some_and(|p| PORT_PROTOS.contains(&p));
+    let target = target_name.as_ref().map_or("", |t| t.0.as_str());
+    for (given, opt, owner) in [
+        (to_destination.is_some(), "--to-destination", "DNAT"),
+        (to_source.is_some(), "--to-source", "SNAT"),
+        (to_ports.is_some(), "--to-ports", "MASQUERADE"),
+        (reject_with.is_some(), "--reject-with", "REJECT"),
+        (notrack, "--notrack", "CT"),
+    ] {
+        if given && target != owner {
+            return Err(format!("{opt} is an option of -j {owner}"));
+        }
+    }
+    let nat_port = [&to_destination, &to_source]
+        .into_iter()
+        .flatten()
+        .any(|r| r.ports.is_some())
+        || to_ports.is_some();
+    if nat_port && !port_proto {
+        return Err("a NAT port needs -p tcp, udp, sctp, dccp or udplite".into());
+    }
+    if reject_with == Some(RejectWith::TcpReset) && positive_proto != Some(6) {
+        return Err("--reject-with tcp-reset needs -p tcp".into());
+    }
     rule.matches = m;
     rule.target = match target_name {
         None => None,
@@ -578,6 +682,13 @@ fn parse_rule(
                 )?;
                 Target::Mark { xor, mask }
             }
+            "REJECT" => Target::Reject(reject_with.unwrap_or_default()),
+            "DNAT" => Target::Dnat(to_destination.ok_or("-j DNAT needs --to-destination")?),
+            "SNAT" => Target::Snat(to_source.ok_or("-j SNAT needs --to-source")?),
+            "MASQUERADE" => Target::Masquerade { ports: to_ports },
+            "NOTRACK" => Target::Notrack,
+            "CT" if notrack => Target::Notrack,
+            "CT" => return Err("-j CT is supported only as -j CT --notrack".into()),
             t if UNSUPPORTED_TARGETS.contains(&t) => {
                 return Err(format!("-j {t} is not supported yet"))
             }
@@ -705,7 +816,7 @@ fn export(rs: &Ruleset, family: Family) -> String {
                 if rs.rule_family(&r.matches).is_some_and(|f| f != family) {
                     continue;
                 }
-                out += &rule_line(&c.name, r);
+                out += &rule_line(&c.name, r, family);
                 out.push('\n');
             }
         }
@@ -722,7 +833,7 @@ fn multi(p: &Option<Neg<super::Ports>>) -> Option<&Neg<super::Ports>> {
     p.as_ref().filter(|p| p.value.len() > 1)
 }
 
-fn rule_line(chain: &str, r: &Rule) -> String {
+fn rule_line(chain: &str, r: &Rule, family: Family) -> String {
     let m = &r.matches;
     let mut s = String::new();
     if r.counters != Counter::default() {
@@ -838,6 +949,25 @@ fn rule_line(chain: &str, r: &Rule) -> String {
             );
         }
     }
+    if m.ctstate.is_some() || m.ctstatus.is_some() {
+        s += " -m conntrack";
+        if let Some(c) = &m.ctstate {
+            let _ = write!(
+                s,
+                "{} --ctstate {}",
+                bang(c.invert),
+                names::format_ctstate(c.value)
+            );
+        }
+        if let Some(c) = &m.ctstatus {
+            let _ = write!(
+                s,
+                "{} --ctstatus {}",
+                bang(c.invert),
+                names::format_ctstatus(c.value)
+            );
+        }
+    }
     if let Some(c) = &r.comment {
         let _ = write!(s, " -m comment --comment {}", quote_arg(c));
     }
@@ -862,6 +992,27 @@ fn rule_line(chain: &str, r: &Rule) -> String {
         Some(Target::Mark { xor, mask }) => {
             let _ = write!(s, " -j MARK --set-xmark {xor:#x}/{mask:#x}");
         }
+        Some(Target::Reject(with)) => {
+            let _ = write!(s, " -j REJECT --reject-with {}", with.name(family));
+        }
+        Some(Target::Dnat(n)) => {
+            let _ = write!(
+                s,
+                " -j DNAT --to-destination {}",
+                names::format_nat_range(n)
+            );
+        }
+        Some(Target::Snat(n)) => {
+            let _ = write!(s, " -j SNAT --to-source {}", names::format_nat_range(n));
+        }
+        Some(Target::Masquerade { ports }) => {
+            s += " -j MASQUERADE";
+            if let Some(p) = ports {
+                let _ = write!(s, " --to-ports {}", names::format_nat_ports(*p));
+            }
+        }
+        // What iptables-save prints for -j NOTRACK since iptables 1.4.x (xt_CT).
+        Some(Target::Notrack) => s += " -j CT --notrack",
     }
     s
 }
@@ -886,6 +1037,7 @@ pub fn replace_rules_in_config(base: &str, rs: &Ruleset) -> Result<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::meta::ctstate;
     use crate::rules::testgen::{random_ruleset, GenOptions, Rng};
     use proptest::prelude::*;
 
@@ -992,15 +1144,229 @@ COMMIT
         let text = NFT_DUMP.replace("-g SSH_IN2", "-j DNAT --to-destination 198.18.0.1");
         assert_eq!(
             import(&text, "d").unwrap_err().to_string(),
-            "d:26: -j DNAT is not supported yet"
+            "d:26: DNAT is only valid in the nat table"
         );
         let text = NFT_DUMP.replace("-m addrtype --dst-type LOCAL", "-m conntrack --ctstate NEW");
-        assert_eq!(import(&text, "d").unwrap_err().line, 23);
+        assert_eq!(
+            import(&text, "d").unwrap_err().to_string(),
+            "d:26: -j SSH_IN2: not a supported target nor a chain of this table"
+        );
+        let text = NFT_DUMP.replace("-m addrtype --dst-type LOCAL", "-m conntrack --ctproto tcp");
+        assert_eq!(
+            import(&text, "d").unwrap_err().to_string(),
+            "d:23: option --ctproto is not supported yet"
+        );
         let text = NFT_DUMP.replace("-g SSH_IN2", "-m set --match-set bad src -j DROP");
         assert!(import(&text, "d")
             .unwrap_err()
             .msg
             .contains("set \"bad\" is not defined"));
+    }
+
+    const DOCKER_DUMP: &str = include_str!("../../tests/data/docker.iptables-save");
+
+    #[test]
+    fn docker_host_dump_imports_completely_and_behaves() {
+        use crate::classify::Classifier;
+        use crate::packet::meta::{ctstate, PacketMeta};
+        use crate::rules::{Env, Hook, NatKind, RuleCounters, Verdict};
+
+        let (rs, report) = import(DOCKER_DUMP, "docker.txt").unwrap();
+        assert_eq!(report.rules, 33);
+        assert_eq!(report.left_to_kernel, 2);
+        assert_eq!(report.kernel_chains, ["nat/OUTPUT", "filter/INPUT"]);
+        let (back, _) = import(&export_iptables_save(&rs), "rt").unwrap();
+        assert_eq!(back, rs);
+        let toml_text = to_toml(&rs);
+        let from_toml = config::RulesConfig::from_toml_str(&toml_text, "docker.toml").unwrap();
+        // A config carries no counters (the dump's policy counters are not rules).
+        let uncounted = rs.chains().iter().cloned().map(|mut c| {
+            c.policy_counters = Counter::default();
+            c.rules
+                .iter_mut()
+                .for_each(|r| r.counters = Counter::default());
+            c
+        });
+        let uncounted = Ruleset::new(vec![], uncounted.collect()).unwrap();
+        assert!(from_toml == uncounted, "{toml_text}");
+
+        let env = Env {
+            ports: vec!["eth0".into(), "docker0".into(), "br-5f3c0e1a2b4d".into()],
+            local_addrs: vec!["198.18.0.1".parse().unwrap()],
+        };
+        let c = Classifier::compile(&rs, &env).unwrap();
+        let mut k = RuleCounters::new(rs.counter_len());
+        let syn = |dport: u16, state: u8| PacketMeta {
+            proto: 6,
+            src: 0xc612_c801, // 198.18.200.1, outside
+            dst: 0xc612_0001, // the host
+            sport: 40000,
+            dport,
+            ip_len: 60,
+            l4_valid: true,
+            in_port: 0,
+            ctstate: state,
+            ..PacketMeta::default()
+        };
+        // A connection's first packet to the published port is DNATed ...
+        let mut p = syn(8080, ctstate::NEW);
+        assert_eq!(
+            c.run_hook(Hook::Prerouting, &mut p, 0, &mut k),
+            Verdict::Accept
+        );
+        let t = c.nat_targets()[usize::from(p.nat) - 1];
+        assert_eq!(
+            (t.kind, t.addr_min, t.port_min, t.port_max),
+            (NatKind::Dnat, 0xc613_0002, 80, 80)
+        );
+        // ... and once rewritten (the dataplane's job) forwarded to docker0.
+        p.dst = 0xc613_0002;
+        p.dport = 80;
+        p.out_port = 1;
+        p.ctstate |= ctstate::DNAT;
+        assert_eq!(
+            c.run_hook(Hook::Forward, &mut p, 0, &mut k),
+            Verdict::Accept
+        );
+        // Replies and later packets: conntrack's, the nat table does not see them.
+        let mut later = syn(8080, ctstate::ESTABLISHED);
+        c.run_hook(Hook::Prerouting, &mut later, 0, &mut k);
+        assert_eq!(later.nat, 0);
+        // The admin's DOCKER-USER REJECT.
+        let mut db = syn(3306, ctstate::NEW);
+        db.dst = 0xc613_0003;
+        db.out_port = 1;
+        assert_eq!(
+            c.run_hook(Hook::Forward, &mut db, 0, &mut k),
+            Verdict::Reject(RejectWith::TcpReset)
+        );
+        // Outbound from a container is masqueraded.
+        let mut out = syn(443, ctstate::NEW);
+        (out.src, out.dst, out.in_port, out.out_port) = (0xc613_0002, 0xc612_c801, 1, 0);
+        assert_eq!(
+            c.run_hook(Hook::Postrouting, &mut out, 0, &mut k),
+            Verdict::Accept
+        );
+        assert_eq!(
+            c.nat_targets()[usize::from(out.nat) - 1].kind,
+            NatKind::Masquerade
+        );
+
+        let listing = crate::rules::cli::list(&rs, &rs.sum_counters(&[&k]));
+        for want in [
+            "ctstate RELATED,ESTABLISHED",
+            "to:198.19.0.2:80",
+            "reject-with tcp-reset",
+            "ctstate INVALID",
+            "! ctstatus CONFIRMED",
+        ] {
+            assert!(listing.contains(want), "{want:?} missing:\n{listing}");
+        }
+    }
+
+    #[test]
+    fn stateful_options_import_and_refusals_name_the_line() {
+        let dump =
+            |table: &str, chains: &str, rule: &str| format!("*{table}\n{chains}\n{rule}\nCOMMIT\n");
+        let nat = ":PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:U - [0:0]";
+        let ok = |text: String| import(&text, "d").map(|(rs, _)| rs).unwrap();
+        let first = |rs: &Ruleset, table: Table, chain: &str| {
+            rs.chains()[rs.chain_index(table, chain).unwrap()].rules[0].clone()
+        };
+        let rs = ok(dump(
+            "filter",
+            ":FORWARD ACCEPT [0:0]",
+            "-A FORWARD -m state ! --state NEW,INVALID -j ACCEPT",
+        ));
+        assert_eq!(
+            first(&rs, Table::Filter, "FORWARD").matches.ctstate,
+            Some(Neg::not(ctstate::NEW | ctstate::INVALID))
+        );
+        let nat_range = |lo: &str, hi: &str, ports| NatRange {
+            addr_min: lo.parse().unwrap(),
+            addr_max: hi.parse().unwrap(),
+            ports,
+        };
+        let targets = [
+            (
+                "filter",
+                ":FORWARD ACCEPT [0:0]",
+                "FORWARD",
+                "-A FORWARD -p tcp -j REJECT",
+                Target::Reject(RejectWith::PortUnreachable),
+            ),
+            (
+                "nat",
+                nat,
+                "POSTROUTING",
+                "-A POSTROUTING -p udp -j SNAT --to-source 198.18.0.1-198.18.0.9:1024-2047",
+                Target::Snat(nat_range("198.18.0.1", "198.18.0.9", Some((1024, 2047)))),
+            ),
+            (
+                "nat",
+                nat,
+                "POSTROUTING",
+                "-A POSTROUTING -p tcp -j MASQUERADE --to-ports 1024-65535",
+                Target::Masquerade {
+                    ports: Some((1024, 65535)),
+                },
+            ),
+            (
+                "raw",
+                ":PREROUTING ACCEPT [0:0]",
+                "PREROUTING",
+                "-A PREROUTING -j NOTRACK",
+                Target::Notrack,
+            ),
+            (
+                "raw",
+                ":PREROUTING ACCEPT [0:0]",
+                "PREROUTING",
+                "-A PREROUTING -j CT --notrack",
+                Target::Notrack,
+            ),
+        ];
+        for (table, chains, chain, rule, want) in targets {
+            let rs = ok(dump(table, chains, rule));
+            let t = Table::from_name(table).unwrap();
+            assert_eq!(first(&rs, t, chain).target, Some(want), "{rule}");
+        }
+        let v6 = "# Generated by ip6tables-save\n*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with icmp6-adm-prohibited\nCOMMIT\n";
+        let (rs, _) = import(v6, "d").unwrap();
+        assert_eq!(
+            first(&rs, Table::Filter, "FORWARD").target,
+            Some(Target::Reject(RejectWith::AdminProhibited))
+        );
+        assert!(export_ip6tables_save(&rs).contains("--reject-with icmp6-adm-prohibited"));
+
+        let cases = [
+            ("nat", nat, "-A PREROUTING -p tcp -j REDIRECT --to-ports 3128", "-j REDIRECT is not supported: traffic to the box is the kernel's"),
+            ("nat", nat, "-A PREROUTING -j DNAT", "-j DNAT needs --to-destination"),
+            ("nat", nat, "-A PREROUTING -j DNAT --to-destination 198.19.0.2:80", "a NAT port needs -p tcp, udp, sctp, dccp or udplite"),
+            ("nat", nat, "-A PREROUTING -j DNAT --to-destination 2001:db8::2", "--to-destination 2001:db8::2: not an address of this dump's family"),
+            ("nat", nat, "-A PREROUTING -j SNAT --to-source 198.18.0.1", "SNAT is only valid in nat POSTROUTING and user chains only it reaches"),
+            ("nat", nat, "-A POSTROUTING -j U\n-A U -j DNAT --to-destination 198.19.0.2", "DNAT is only valid in nat PREROUTING and user chains only it reaches"),
+            ("nat", nat, "-A POSTROUTING -j MASQUERADE --to-ports 1024", "a NAT port needs -p tcp, udp, sctp, dccp or udplite"),
+            ("nat", nat, "-A POSTROUTING -j SNAT --to-destination 198.18.0.1", "--to-destination is an option of -j DNAT"),
+            ("nat", nat, "-A POSTROUTING -j SNAT --to-source 198.18.0.1 --random", "option --random is not supported yet"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -p udp -j REJECT --reject-with tcp-reset", "--reject-with tcp-reset needs -p tcp"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -j REJECT --reject-with icmp6-port-unreachable", "--reject-with icmp6-port-unreachable is not a type of this dump's family"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -j REJECT --reject-with icmp-bogus", "--reject-with icmp-bogus is not supported yet (iptables' and ip6tables' canonical names)"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -m state --state DNAT -j ACCEPT", "--state DNAT: -m state knows INVALID,NEW,RELATED,ESTABLISHED,UNTRACKED (SNAT/DNAT need -m conntrack --ctstate)"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD --ctstate NEW -j ACCEPT", "--ctstate/--state/--ctstatus without -m conntrack/state"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -m conntrack --ctstatus BOGUS -j ACCEPT", "\"BOGUS\" is not a conntrack status (EXPECTED,SEEN_REPLY,ASSURED,CONFIRMED)"),
+            ("filter", ":FORWARD ACCEPT [0:0]", "-A FORWARD -j NOTRACK", "NOTRACK is only valid in the raw table"),
+            ("mangle", ":FORWARD ACCEPT [0:0]", "-A FORWARD -j REJECT", "REJECT is only valid in the filter table"),
+            ("raw", ":PREROUTING ACCEPT [0:0]", "-A PREROUTING -j CT --zone 1", "option --zone is not supported yet"),
+            ("raw", ":PREROUTING ACCEPT [0:0]", "-A PREROUTING -j CT", "-j CT is supported only as -j CT --notrack"),
+        ];
+        for (table, chains, rule, want) in cases {
+            let text = dump(table, chains, rule);
+            let e = import(&text, "d").unwrap_err();
+            // The refused rule is the last line before COMMIT.
+            let line = 1 + chains.lines().count() + rule.lines().count();
+            assert_eq!((e.line, e.msg.as_str()), (line, want), "{text}");
+        }
     }
 
     #[test]
@@ -1044,7 +1410,7 @@ COMMIT
         #[test]
         fn model_to_iptables_save_to_model_is_identity(seed in any::<u64>()) {
             let mut rng = Rng::new(seed);
-            let plain = random_ruleset(&mut rng, GenOptions { iptables_v4: true, all_tables: true, max_rules_per_chain: 8 });
+            let plain = random_ruleset(&mut rng, GenOptions { iptables_v4: true, all_tables: true, max_rules_per_chain: 8, stateful: true });
             // Counters survive the trip too.
             let mut chains = plain.chains().to_vec();
             for c in &mut chains {

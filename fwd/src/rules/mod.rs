@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::packet::meta::ctstate;
 pub use crate::packet::meta::Family;
 pub use counters::{Counter, LogEvent, RuleCounters, Verdict};
 
@@ -94,6 +95,30 @@ impl Hook {
 
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Which of a hook's tables one call runs. Linux runs PREROUTING's raw table (priority
+/// -300) before the conntrack lookup (-200) and mangle and nat after it, so that NOTRACK
+/// can exempt a packet from tracking; the stateful dataplane runs `Raw`, then
+/// conntrack, then `AfterRaw`. `All` is both in one call (for callers without
+/// connection tracking). At FORWARD and POSTROUTING, `Raw` runs nothing and `AfterRaw`
+/// everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookPart {
+    All,
+    Raw,
+    AfterRaw,
+}
+
+impl HookPart {
+    /// Does this part run `table`'s chain of the hook?
+    pub fn runs(self, table: Table) -> bool {
+        match self {
+            HookPart::All => true,
+            HookPart::Raw => table == Table::Raw,
+            HookPart::AfterRaw => table != Table::Raw,
+        }
     }
 }
 
@@ -202,6 +227,202 @@ pub struct Matches {
     /// `-m addrtype --src-type LOCAL` (Some(true)) / `! --src-type LOCAL` (Some(false)).
     pub src_local: Option<bool>,
     pub dst_local: Option<bool>,
+    /// `-m conntrack --ctstate` / `-m state --state`: [`ctstate`] bits; holds when
+    /// `meta.ctstate & bits != 0` (SNAT and DNAT are xt_conntrack's virtual states,
+    /// set beside the real one).
+    pub ctstate: Option<Neg<u8>>,
+    /// `-m conntrack --ctstatus`: [`crate::packet::meta::ctstatus`] bits; holds when
+    /// `meta.ctstatus & bits != 0`. Like xt_conntrack, a packet without a connection
+    /// (no NEW, ESTABLISHED or RELATED bit) never matches it, inverted or not, unless
+    /// the rule also has a ctstate match (then ctstate alone decides).
+    pub ctstatus: Option<Neg<u8>>,
+}
+
+/// The ctstate bits that mean "the packet has a connection" (xt_conntrack's `ct != NULL`).
+pub const CT_TRACKED: u8 = ctstate::NEW | ctstate::ESTABLISHED | ctstate::RELATED;
+
+/// The conntrack match of one rule as xt_conntrack's `conntrack_mt` decides it.
+pub fn conntrack_matches(m: &Matches, meta_ctstate: u8, meta_ctstatus: u8) -> bool {
+    if let Some(s) = &m.ctstate {
+        if (meta_ctstate & s.value != 0) == s.invert {
+            return false;
+        }
+    }
+    if let Some(s) = &m.ctstatus {
+        if meta_ctstate & CT_TRACKED == 0 {
+            return m.ctstate.is_some();
+        }
+        if (meta_ctstatus & s.value != 0) == s.invert {
+            return false;
+        }
+    }
+    true
+}
+
+/// `-j REJECT --reject-with`: what the dataplane answers a rejected packet with. The
+/// IPv4 types that have an ICMPv6 counterpart share a variant (the rule's family picks
+/// the message), so a rule valid for both families can say `PortUnreachable`, the
+/// default of both `ipt_REJECT` and `ip6t_REJECT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    /// icmp-net-unreachable / icmp6-no-route.
+    NetUnreachable,
+    /// icmp-host-unreachable / icmp6-addr-unreachable.
+    HostUnreachable,
+    /// icmp-port-unreachable / icmp6-port-unreachable.
+    #[default]
+    PortUnreachable,
+    /// icmp-proto-unreachable (IPv4 only).
+    ProtoUnreachable,
+    /// icmp-net-prohibited (IPv4 only).
+    NetProhibited,
+    /// icmp-host-prohibited (IPv4 only).
+    HostProhibited,
+    /// icmp-admin-prohibited / icmp6-adm-prohibited.
+    AdminProhibited,
+    /// tcp-reset: a RST instead of an ICMP error (TCP rules only).
+    TcpReset,
+}
+
+impl RejectWith {
+    pub const ALL: [RejectWith; 8] = [
+        RejectWith::NetUnreachable,
+        RejectWith::HostUnreachable,
+        RejectWith::PortUnreachable,
+        RejectWith::ProtoUnreachable,
+        RejectWith::NetProhibited,
+        RejectWith::HostProhibited,
+        RejectWith::AdminProhibited,
+        RejectWith::TcpReset,
+    ];
+
+    /// The ICMP (`V4`) or ICMPv6 (`V6`) type and code to send (RFC 792, RFC 1812
+    /// section 5.2.7.1, RFC 4443 section 3.1); None for tcp-reset and for the IPv4-only
+    /// kinds asked for IPv6.
+    pub fn icmp(self, family: Family) -> Option<(u8, u8)> {
+        match family {
+            Family::V4 => {
+                let code = match self {
+                    RejectWith::NetUnreachable => 0,
+                    RejectWith::HostUnreachable => 1,
+                    RejectWith::ProtoUnreachable => 2,
+                    RejectWith::PortUnreachable => 3,
+                    RejectWith::NetProhibited => 9,
+                    RejectWith::HostProhibited => 10,
+                    RejectWith::AdminProhibited => 13,
+                    RejectWith::TcpReset => return None,
+                };
+                Some((3, code))
+            }
+            Family::V6 => {
+                let code = match self {
+                    RejectWith::NetUnreachable => 0,
+                    RejectWith::AdminProhibited => 1,
+                    RejectWith::HostUnreachable => 3,
+                    RejectWith::PortUnreachable => 4,
+                    _ => return None,
+                };
+                Some((1, code))
+            }
+        }
+    }
+
+    /// The family this kind is restricted to (the IPv4-only ICMP codes).
+    pub fn family(self) -> Option<Family> {
+        match self {
+            RejectWith::ProtoUnreachable
+            | RejectWith::NetProhibited
+            | RejectWith::HostProhibited => Some(Family::V4),
+            _ => None,
+        }
+    }
+
+    /// The `--reject-with` name iptables (`V4`) or ip6tables (`V6`) prints.
+    pub fn name(self, family: Family) -> &'static str {
+        match (self, family) {
+            (RejectWith::NetUnreachable, Family::V4) => "icmp-net-unreachable",
+            (RejectWith::NetUnreachable, Family::V6) => "icmp6-no-route",
+            (RejectWith::HostUnreachable, Family::V4) => "icmp-host-unreachable",
+            (RejectWith::HostUnreachable, Family::V6) => "icmp6-addr-unreachable",
+            (RejectWith::PortUnreachable, Family::V4) => "icmp-port-unreachable",
+            (RejectWith::PortUnreachable, Family::V6) => "icmp6-port-unreachable",
+            (RejectWith::ProtoUnreachable, _) => "icmp-proto-unreachable",
+            (RejectWith::NetProhibited, _) => "icmp-net-prohibited",
+            (RejectWith::HostProhibited, _) => "icmp-host-prohibited",
+            (RejectWith::AdminProhibited, Family::V4) => "icmp-admin-prohibited",
+            (RejectWith::AdminProhibited, Family::V6) => "icmp6-adm-prohibited",
+            (RejectWith::TcpReset, _) => "tcp-reset",
+        }
+    }
+
+    /// Reads a `--reject-with` name; also says which family's name it was (None:
+    /// tcp-reset, valid in both).
+    pub fn from_name(s: &str) -> Option<(RejectWith, Option<Family>)> {
+        for r in RejectWith::ALL {
+            for f in [Family::V4, Family::V6] {
+                if r.name(f) == s {
+                    let named = if r == RejectWith::TcpReset {
+                        None
+                    } else if s.starts_with("icmp6-") {
+                        Some(Family::V6)
+                    } else {
+                        Some(Family::V4)
+                    };
+                    return Some((r, named));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The address and port range of `-j DNAT --to-destination` / `-j SNAT --to-source`
+/// (`ADDR[-ADDR][:PORT[-PORT]]`). `ports` None keeps the packet's port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatRange {
+    pub addr_min: IpAddr,
+    pub addr_max: IpAddr,
+    pub ports: Option<(u16, u16)>,
+}
+
+impl NatRange {
+    pub fn family(&self) -> Family {
+        match self.addr_min {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// Which rewrite a NAT target asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    Dnat,
+    Snat,
+    /// SNAT to the egress port's address (the dataplane picks it).
+    Masquerade,
+}
+
+/// One NAT rule's target as the dataplane reads it: `meta.nat = 1 + i` names
+/// `nat_targets()[i]`. Addresses in `PacketMeta`'s form (IPv4 in the low 32 bits);
+/// `addr_min == addr_max == 0` for MASQUERADE; `port_min == port_max == 0` keeps the
+/// packet's port. `family` None: a MASQUERADE rule that serves both families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatTarget {
+    pub kind: NatKind,
+    pub family: Option<Family>,
+    pub addr_min: u128,
+    pub addr_max: u128,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// `IpAddr` in `PacketMeta`'s `u128` form.
+pub fn addr_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
 }
 
 /// `-j LOG`: the prefix and syslog level the cold path formats with.
@@ -211,9 +432,7 @@ pub struct LogTarget {
     pub level: u8,
 }
 
-/// What a matching rule does. Reserved for the stateful issue (not accepted by any
-/// front end yet): REJECT, DNAT, SNAT, MASQUERADE, NOTRACK — they become variants here
-/// and `Verdict` variants in `counters`.
+/// What a matching rule does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     Accept,
@@ -227,6 +446,46 @@ pub enum Target {
         xor: u32,
         mask: u32,
     },
+    /// Like DROP, and the dataplane answers (filter table only).
+    Reject(RejectWith),
+    /// nat PREROUTING: rewrite the destination of the connection; ends the chain
+    /// like ACCEPT. Only a connection's first packet traverses the nat table.
+    Dnat(NatRange),
+    /// nat POSTROUTING: rewrite the source; ends the chain like ACCEPT.
+    Snat(NatRange),
+    /// nat POSTROUTING: SNAT to the egress port's address; `ports` as `--to-ports`.
+    Masquerade {
+        ports: Option<(u16, u16)>,
+    },
+    /// raw table: `-j NOTRACK` / `-j CT --notrack`; the packet is UNTRACKED and the
+    /// chain goes on.
+    Notrack,
+}
+
+impl Target {
+    /// The nat-table targets that record a binding (`meta.nat`).
+    pub fn is_nat(&self) -> bool {
+        matches!(
+            self,
+            Target::Dnat(_) | Target::Snat(_) | Target::Masquerade { .. }
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Accept => "ACCEPT",
+            Target::Drop => "DROP",
+            Target::Return => "RETURN",
+            Target::Jump(c) | Target::Goto(c) => c,
+            Target::Log(_) => "LOG",
+            Target::Mark { .. } => "MARK",
+            Target::Reject(_) => "REJECT",
+            Target::Dnat(_) => "DNAT",
+            Target::Snat(_) => "SNAT",
+            Target::Masquerade { .. } => "MASQUERADE",
+            Target::Notrack => "NOTRACK",
+        }
+    }
 }
 
 /// One rule. `target` None is a rule that only counts (iptables without `-j`).
@@ -298,6 +557,14 @@ pub enum ModelError {
     DuplicateSet(String),
     #[error("{place}: {what}")]
     Invalid { place: RulePlace, what: String },
+    /// A target that is not valid where it is or with the rule's matches; `field` is
+    /// the TOML field at fault (`action`, `to`, `reject_with`).
+    #[error("{place}: {what}")]
+    Target {
+        place: RulePlace,
+        field: &'static str,
+        what: String,
+    },
     #[error("{place}: jump to unknown chain {target:?} in table {}", place.table.name())]
     UnknownChain { place: RulePlace, target: String },
     #[error("{place}: unknown set {set:?}")]
@@ -317,10 +584,30 @@ pub struct Ruleset {
     /// last rule.
     first_id: Vec<u32>,
     counter_len: usize,
+    /// NAT rules' targets in rule id order, and those rules' ids (sorted): the
+    /// numbering `meta.nat` uses, shared by the evaluator and the classifier.
+    nat_targets: Vec<NatTarget>,
+    nat_ids: Vec<u32>,
 }
+
+/// At most this many NAT rules (`meta.nat` is a u16 and 0 means none).
+pub const NAT_RULES_MAX: usize = u16::MAX as usize;
 
 impl Ruleset {
     pub fn new(mut sets: Vec<AddrSet>, mut chains: Vec<Chain>) -> Result<Ruleset, ModelError> {
+        // A NAT address or an IPv4-only REJECT kind restricts the rule to its family,
+        // as the table it would sit in does in iptables (ip_tables vs ip6_tables).
+        for rule in chains.iter_mut().flat_map(|c| &mut c.rules) {
+            let implied = match &rule.target {
+                Some(Target::Dnat(r) | Target::Snat(r)) => Some(r.family()),
+                Some(Target::Reject(r)) => r.family(),
+                _ => None,
+            };
+            let m = &mut rule.matches;
+            if m.family.is_none() && m.src.is_none() && m.dst.is_none() {
+                m.family = implied;
+            }
+        }
         sets.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = sets.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(ModelError::DuplicateSet(w[0].name.clone()));
@@ -371,10 +658,29 @@ impl Ruleset {
             validate_chain(chain, &chains, &set_family)?;
         }
         check_loops(&chains)?;
+        check_target_hooks(&chains)?;
         let mut first_id = Vec::with_capacity(chains.len());
         let mut next = 0u32;
+        let (mut nat_targets, mut nat_ids) = (Vec::new(), Vec::new());
         for chain in &chains {
             first_id.push(next);
+            for (ri, rule) in chain.rules.iter().enumerate() {
+                if let Some(t) = nat_target(rule) {
+                    if nat_targets.len() == NAT_RULES_MAX {
+                        return Err(ModelError::Target {
+                            place: RulePlace {
+                                table: chain.table,
+                                chain: chain.name.clone(),
+                                rule: Some(ri),
+                            },
+                            field: "action",
+                            what: format!("more than {NAT_RULES_MAX} NAT rules"),
+                        });
+                    }
+                    nat_targets.push(t);
+                    nat_ids.push(next + ri as u32);
+                }
+            }
             next += chain.rules.len() as u32 + u32::from(chain.policy.is_some());
         }
         Ok(Ruleset {
@@ -382,7 +688,25 @@ impl Ruleset {
             chains,
             first_id,
             counter_len: next as usize,
+            nat_targets,
+            nat_ids,
         })
+    }
+
+    /// The targets of the NAT rules, in rule id order: `meta.nat = 1 + i` names
+    /// `nat_targets()[i]`.
+    pub fn nat_targets(&self) -> &[NatTarget] {
+        &self.nat_targets
+    }
+
+    /// The `meta.nat` value a match of rule `rule` of chain `chain` records: 1 + its
+    /// index in `nat_targets()`, 0 when it is not a NAT rule.
+    pub fn nat_slot(&self, chain: usize, rule: usize) -> u16 {
+        let id = self.rule_id(chain, rule);
+        match self.nat_ids.binary_search(&id) {
+            Ok(i) => i as u16 + 1,
+            Err(_) => 0,
+        }
     }
 
     pub fn sets(&self) -> &[AddrSet] {
@@ -458,6 +782,25 @@ impl Ruleset {
     fn set_family(&self, name: &str) -> Option<Family> {
         self.set_index(name).map(|i| self.sets[i].family)
     }
+}
+
+/// The `NatTarget` of a DNAT/SNAT/MASQUERADE rule.
+fn nat_target(rule: &Rule) -> Option<NatTarget> {
+    let (kind, range, ports) = match &rule.target {
+        Some(Target::Dnat(r)) => (NatKind::Dnat, Some(r), r.ports),
+        Some(Target::Snat(r)) => (NatKind::Snat, Some(r), r.ports),
+        Some(Target::Masquerade { ports }) => (NatKind::Masquerade, None, *ports),
+        _ => return None,
+    };
+    let (port_min, port_max) = ports.unwrap_or((0, 0));
+    Some(NatTarget {
+        kind,
+        family: range.map(NatRange::family).or(rule.matches.family),
+        addr_min: range.map_or(0, |r| addr_u128(r.addr_min)),
+        addr_max: range.map_or(0, |r| addr_u128(r.addr_max)),
+        port_min,
+        port_max,
+    })
 }
 
 fn chain_order(c: &Chain) -> (Table, usize, String) {
@@ -551,6 +894,86 @@ fn validate_chain(
                 )));
             }
         }
+        let target_err = |field: &'static str, what: String| ModelError::Target {
+            place: place(),
+            field,
+            what,
+        };
+        let table_only = |table: Table, name: &str| {
+            (chain.table != table).then(|| {
+                target_err(
+                    "action",
+                    format!("{name} is only valid in the {} table", table.name()),
+                )
+            })
+        };
+        let refused = match &rule.target {
+            Some(Target::Reject(_)) => table_only(Table::Filter, "REJECT"),
+            Some(Target::Notrack) => table_only(Table::Raw, "NOTRACK"),
+            Some(t) if t.is_nat() => table_only(Table::Nat, t.name()),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        let rule_family = families.first().copied();
+        match &rule.target {
+            Some(Target::Dnat(r) | Target::Snat(r)) => {
+                let bad = if r.addr_min.is_ipv4() != r.addr_max.is_ipv4() {
+                    Some("mixes IPv4 and IPv6 addresses".to_string())
+                } else if addr_u128(r.addr_min) > addr_u128(r.addr_max) {
+                    Some(format!(
+                        "address range {}-{} is reversed",
+                        r.addr_min, r.addr_max
+                    ))
+                } else if rule_family.is_some_and(|f| f != r.family()) {
+                    Some(format!(
+                        "{} is not of the family the rule matches",
+                        r.addr_min
+                    ))
+                } else {
+                    None
+                };
+                if let Some(what) = bad {
+                    return Err(target_err("to", what));
+                }
+                if let Some((lo, hi)) = r.ports.filter(|(lo, hi)| lo > hi) {
+                    return Err(target_err(
+                        "to",
+                        format!("port range {lo}-{hi} is reversed"),
+                    ));
+                }
+            }
+            Some(Target::Masquerade {
+                ports: Some((lo, hi)),
+            }) if lo > hi => {
+                return Err(target_err(
+                    "to_ports",
+                    format!("port range {lo}-{hi} is reversed"),
+                ));
+            }
+            Some(Target::Reject(r)) => {
+                if let (Some(need), Some(f)) = (r.family(), rule_family) {
+                    if need != f {
+                        return Err(target_err(
+                            "reject_with",
+                            format!("{} exists only for IPv4", r.name(Family::V4)),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(s) = &m.ctstate {
+            if s.value == 0 {
+                return Err(invalid("ctstate: empty state list".into()));
+            }
+        }
+        if let Some(s) = &m.ctstatus {
+            if s.value == 0 {
+                return Err(invalid("ctstatus: empty status list".into()));
+            }
+        }
         if let Some(Target::Jump(t) | Target::Goto(t)) = &rule.target {
             match chains
                 .iter()
@@ -612,6 +1035,64 @@ fn check_loops(chains: &[Chain]) -> Result<(), ModelError> {
     let mut done = HashSet::new();
     for i in 0..chains.len() {
         visit(chains, i, &mut Vec::new(), &mut done)?;
+    }
+    Ok(())
+}
+
+/// Refuses NAT targets where iptables does (`xt_check_target`'s hook mask): DNAT only
+/// in nat PREROUTING and SNAT/MASQUERADE only in nat POSTROUTING, counting the user
+/// chains each reaches. A chain no built-in reaches is not checked, as in the kernel.
+fn check_target_hooks(chains: &[Chain]) -> Result<(), ModelError> {
+    let index = |table: Table, name: &str| {
+        chains
+            .iter()
+            .position(|c| c.table == table && c.name == name)
+    };
+    // Bit h: chain reached from hook h's built-in chain.
+    let mut reach = vec![0u8; chains.len()];
+    for (i, c) in chains.iter().enumerate() {
+        if c.table != Table::Nat {
+            continue;
+        }
+        if let Some(h) = c.table.builtin_hook(&c.name) {
+            let mut todo = vec![i];
+            while let Some(at) = todo.pop() {
+                if reach[at] & 1 << h.index() != 0 {
+                    continue;
+                }
+                reach[at] |= 1 << h.index();
+                for r in &chains[at].rules {
+                    if let Some(Target::Jump(t) | Target::Goto(t)) = &r.target {
+                        todo.extend(index(c.table, t));
+                    }
+                }
+            }
+        }
+    }
+    for (i, c) in chains.iter().enumerate() {
+        for (ri, r) in c.rules.iter().enumerate() {
+            let (allowed, hook) = match &r.target {
+                Some(Target::Dnat(_)) => (1u8 << Hook::Prerouting.index(), "PREROUTING"),
+                Some(Target::Snat(_) | Target::Masquerade { .. }) => {
+                    (1u8 << Hook::Postrouting.index(), "POSTROUTING")
+                }
+                _ => continue,
+            };
+            if reach[i] & !allowed != 0 {
+                let name = r.target.as_ref().map_or("", Target::name);
+                return Err(ModelError::Target {
+                    place: RulePlace {
+                        table: c.table,
+                        chain: c.name.clone(),
+                        rule: Some(ri),
+                    },
+                    field: "action",
+                    what: format!(
+                        "{name} is only valid in nat {hook} and user chains only it reaches"
+                    ),
+                });
+            }
+        }
     }
     Ok(())
 }

@@ -2,7 +2,10 @@
 //! names, port ranges, TCP flag lists, `value/mask` pairs. Errors are one phrase about
 //! the value, the caller adds the place.
 
-use super::{IcmpMatch, Ports, TcpFlags, ICMP_ANY};
+use std::net::IpAddr;
+
+use super::{IcmpMatch, NatRange, Ports, TcpFlags, ICMP_ANY};
+use crate::packet::meta::{ctstate, ctstatus};
 
 /// /etc/protocols names that iptables-save prints.
 const PROTOS: &[(&str, u8)] = &[
@@ -277,9 +280,169 @@ pub fn format_length((lo, hi): (u16, u16)) -> String {
     }
 }
 
+/// `--ctstate` names in the order libxt_conntrack prints them.
+const CTSTATES: &[(&str, u8)] = &[
+    ("INVALID", ctstate::INVALID),
+    ("NEW", ctstate::NEW),
+    ("RELATED", ctstate::RELATED),
+    ("ESTABLISHED", ctstate::ESTABLISHED),
+    ("UNTRACKED", ctstate::UNTRACKED),
+    ("SNAT", ctstate::SNAT),
+    ("DNAT", ctstate::DNAT),
+];
+
+/// `--ctstatus` names in libxt_conntrack's order.
+const CTSTATUSES: &[(&str, u8)] = &[
+    ("EXPECTED", ctstatus::EXPECTED),
+    ("SEEN_REPLY", ctstatus::SEEN_REPLY),
+    ("ASSURED", ctstatus::ASSURED),
+    ("CONFIRMED", ctstatus::CONFIRMED),
+];
+
+fn parse_bit_list(s: &str, names: &[(&str, u8)], what: &str) -> Result<u8, String> {
+    let mut bits = 0;
+    for name in s.split(',') {
+        bits |= names
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, b)| *b)
+            .ok_or_else(|| {
+                let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+                format!("{name:?} is not a {what} ({})", all.join(","))
+            })?;
+    }
+    Ok(bits)
+}
+
+fn format_bit_list(bits: u8, names: &[(&str, u8)]) -> String {
+    let parts: Vec<&str> = names
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    parts.join(",")
+}
+
+/// `ESTABLISHED,RELATED` for `--ctstate` (and `--state`).
+pub fn parse_ctstate(s: &str) -> Result<u8, String> {
+    parse_bit_list(s, CTSTATES, "conntrack state")
+}
+
+/// libxt_conntrack's order: `RELATED,ESTABLISHED`.
+pub fn format_ctstate(bits: u8) -> String {
+    format_bit_list(bits, CTSTATES)
+}
+
+/// `ASSURED,SEEN_REPLY` for `--ctstatus`.
+pub fn parse_ctstatus(s: &str) -> Result<u8, String> {
+    parse_bit_list(s, CTSTATUSES, "conntrack status")
+}
+
+pub fn format_ctstatus(bits: u8) -> String {
+    format_bit_list(bits, CTSTATUSES)
+}
+
+/// `PORT[-PORT]` of `--to-ports` and of a NAT range (iptables' NAT ranges use `-`).
+pub fn parse_nat_ports(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port or PORT-PORT range");
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    match (parse_port(lo), parse_port(hi)) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(bad()),
+    }
+}
+
+pub fn format_nat_ports((lo, hi): (u16, u16)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+/// `--to-destination` / `--to-source`: `ADDR[-ADDR][:PORT[-PORT]]`, IPv6 with ports in
+/// brackets as ip6tables writes it (`[2001:db8::1]:80`, `[2001:db8::1-2001:db8::9]:80`).
+pub fn parse_nat_range(s: &str) -> Result<NatRange, String> {
+    let bad = || format!("{s:?} is not ADDR[-ADDR][:PORT[-PORT]]");
+    let (addrs, ports) = if let Some(rest) = s.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']').ok_or_else(bad)?;
+        match after {
+            "" => (inner, None),
+            p => (inner, Some(p.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else if s.matches(':').count() > 1 {
+        (s, None)
+    } else {
+        match s.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        }
+    };
+    if addrs.is_empty() {
+        return Err(format!(
+            "{s:?}: an address is needed (a port-only NAT is not supported)"
+        ));
+    }
+    let (lo, hi) = addrs.split_once('-').unwrap_or((addrs, addrs));
+    let addr = |a: &str| a.parse::<IpAddr>().map_err(|_| bad());
+    Ok(NatRange {
+        addr_min: addr(lo)?,
+        addr_max: addr(hi)?,
+        ports: ports.map(parse_nat_ports).transpose()?,
+    })
+}
+
+pub fn format_nat_range(r: &NatRange) -> String {
+    let mut addrs = r.addr_min.to_string();
+    if r.addr_max != r.addr_min {
+        addrs = format!("{addrs}-{}", r.addr_max);
+    }
+    match (r.ports, r.addr_min) {
+        (None, _) => addrs,
+        (Some(p), IpAddr::V4(_)) => format!("{addrs}:{}", format_nat_ports(p)),
+        (Some(p), IpAddr::V6(_)) => format!("[{addrs}]:{}", format_nat_ports(p)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conntrack_and_nat_forms() {
+        assert_eq!(
+            parse_ctstate("ESTABLISHED,RELATED"),
+            Ok(ctstate::ESTABLISHED | ctstate::RELATED)
+        );
+        assert_eq!(
+            format_ctstate(ctstate::ESTABLISHED | ctstate::RELATED),
+            "RELATED,ESTABLISHED"
+        );
+        assert!(parse_ctstate("NEW,OLD").unwrap_err().contains("\"OLD\""));
+        assert_eq!(
+            parse_ctstatus("ASSURED,SEEN_REPLY"),
+            Ok(ctstatus::ASSURED | ctstatus::SEEN_REPLY)
+        );
+        assert_eq!(format_ctstatus(ctstatus::ASSURED), "ASSURED");
+        for text in [
+            "198.19.0.2",
+            "198.19.0.2:80",
+            "198.19.0.2-198.19.0.9:1024-2048",
+            "2001:db8::2",
+            "2001:db8::2-2001:db8::9",
+            "[2001:db8::2]:80",
+            "[2001:db8::2-2001:db8::9]:80-90",
+        ] {
+            let r = parse_nat_range(text).unwrap();
+            assert_eq!(format_nat_range(&r), text);
+        }
+        let r = parse_nat_range("198.19.0.2:80").unwrap();
+        assert_eq!(r.ports, Some((80, 80)));
+        assert!(parse_nat_range(":80").is_err());
+        assert!(parse_nat_range("198.19.0.2:90-80").is_err());
+        assert!(parse_nat_range("[2001:db8::2]80").is_err());
+        assert_eq!(parse_nat_ports("1024-65535"), Ok((1024, 65535)));
+    }
 
     #[test]
     fn port_forms() {

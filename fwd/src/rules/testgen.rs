@@ -4,11 +4,13 @@
 
 use ipnet::IpNet;
 
+use std::net::IpAddr;
+
 use super::{
-    AddrSet, Chain, Counter, Family, IcmpMatch, LogTarget, MarkMatch, Matches, Neg, Policy, Rule,
-    Ruleset, Table, Target, TcpFlags,
+    AddrSet, Chain, Counter, Family, Hook, IcmpMatch, LogTarget, MarkMatch, Matches, NatRange, Neg,
+    Policy, RejectWith, Rule, Ruleset, Table, Target, TcpFlags,
 };
-use crate::packet::meta::{PacketMeta, NO_PORT};
+use crate::packet::meta::{ctstate, PacketMeta, NO_PORT};
 
 /// xorshift64*: deterministic from a seed, good enough for test data.
 pub struct Rng(u64);
@@ -64,6 +66,9 @@ pub struct GenOptions {
     /// Allow nat/raw chains (the kernel's nat table only sees a flow's first packet).
     pub all_tables: bool,
     pub max_rules_per_chain: u64,
+    /// ctstate/ctstatus matches, REJECT, NAT targets, NOTRACK; packets get conntrack
+    /// states.
+    pub stateful: bool,
 }
 
 fn neg<T>(rng: &mut Rng, value: T) -> Neg<T> {
@@ -223,7 +228,118 @@ pub fn random_matches(rng: &mut Rng, opts: GenOptions, sets: &[AddrSet]) -> Matc
     if rng.chance(3) {
         m.src_local = Some(rng.chance(50));
     }
+    if opts.stateful && rng.chance(25) {
+        let bits = 1u8 << rng.below(7) | 1u8 << rng.below(7);
+        m.ctstate = Some(neg(rng, bits));
+    }
+    if opts.stateful && rng.chance(10) {
+        let bits = 1u8 << rng.below(4) | 1u8 << rng.below(4);
+        m.ctstatus = Some(neg(rng, bits));
+    }
     m
+}
+
+const V4_NAT: [&str; 3] = ["198.19.0.2", "198.19.0.9", "198.18.255.1"];
+const V6_NAT: [&str; 2] = ["2001:db8:9::2", "2001:db8:9::9"];
+
+fn nat_range(rng: &mut Rng, m: &Matches, opts: GenOptions) -> NatRange {
+    let family = match m.family {
+        Some(f) => f,
+        None if opts.iptables_v4 || rng.chance(50) => Family::V4,
+        None => Family::V6,
+    };
+    let pool: &[&str] = if family == Family::V4 {
+        &V4_NAT
+    } else {
+        &V6_NAT
+    };
+    let a: IpAddr = rng.pick(pool).parse().expect("pool addresses parse");
+    let b: IpAddr = rng.pick(pool).parse().expect("pool addresses parse");
+    let (addr_min, addr_max) = if rng.chance(50) {
+        (a, a)
+    } else {
+        (a.min(b), a.max(b))
+    };
+    NatRange {
+        addr_min,
+        addr_max,
+        ports: has_port_proto(m).then(|| nat_ports(rng)).flatten(),
+    }
+}
+
+fn has_port_proto(m: &Matches) -> bool {
+    m.proto
+        .as_ref()
+        .is_some_and(|p| !p.invert && matches!(p.value, 6 | 17))
+}
+
+fn nat_ports(rng: &mut Rng) -> Option<(u16, u16)> {
+    match rng.below(3) {
+        0 => None,
+        1 => Some((80, 80)),
+        _ => Some((1024, 2048)),
+    }
+}
+
+/// A stateful target valid in `table` for a rule with matches `m` (None: none fits).
+fn stateful_target(rng: &mut Rng, table: Table, m: &Matches, opts: GenOptions) -> Option<Target> {
+    match table {
+        Table::Filter => {
+            let mut kinds: Vec<RejectWith> = RejectWith::ALL
+                .into_iter()
+                .filter(|r| r.family().is_none() || r.family() == m.family)
+                .filter(|r| *r != RejectWith::TcpReset)
+                .collect();
+            if m.proto.as_ref().is_some_and(|p| !p.invert && p.value == 6) {
+                kinds.push(RejectWith::TcpReset);
+            }
+            Some(Target::Reject(*rng.pick(&kinds)))
+        }
+        Table::Nat => Some(match rng.below(3) {
+            0 => Target::Dnat(nat_range(rng, m, opts)),
+            1 => Target::Snat(nat_range(rng, m, opts)),
+            _ => Target::Masquerade {
+                ports: has_port_proto(m).then(|| nat_ports(rng)).flatten(),
+            },
+        }),
+        Table::Raw => Some(Target::Notrack),
+        Table::Mangle => None,
+    }
+}
+
+/// Turns NAT targets that sit where iptables refuses them (DNAT reached from
+/// POSTROUTING, SNAT/MASQUERADE from PREROUTING) into ACCEPT.
+fn fix_nat_placement(chains: &mut [Chain]) {
+    let nat: Vec<usize> = (0..chains.len())
+        .filter(|&i| chains[i].table == Table::Nat)
+        .collect();
+    let mut reach = vec![0u8; chains.len()];
+    for &root in &nat {
+        let Some(h) = Table::Nat.builtin_hook(&chains[root].name) else {
+            continue;
+        };
+        let mut todo = vec![root];
+        while let Some(at) = todo.pop() {
+            reach[at] |= 1 << h.index();
+            for r in &chains[at].rules {
+                if let Some(Target::Jump(t) | Target::Goto(t)) = &r.target {
+                    todo.extend(nat.iter().copied().filter(|&i| &chains[i].name == t));
+                }
+            }
+        }
+    }
+    for (i, c) in chains.iter_mut().enumerate() {
+        for r in &mut c.rules {
+            let allowed = match r.target {
+                Some(Target::Dnat(_)) => 1 << Hook::Prerouting.index(),
+                Some(Target::Snat(_) | Target::Masquerade { .. }) => 1 << Hook::Postrouting.index(),
+                _ => continue,
+            };
+            if reach[i] & !allowed != 0 {
+                r.target = Some(Target::Accept);
+            }
+        }
+    }
 }
 
 /// A valid rule set: user chains only jump to chains with a higher number (no loops).
@@ -273,7 +389,13 @@ pub fn random_ruleset(rng: &mut Rng, opts: GenOptions) -> Ruleset {
                 .collect();
             let rules = (0..rng.below(opts.max_rules_per_chain + 1))
                 .map(|_| {
-                    let target = match rng.below(16) {
+                    let matches = random_matches(rng, opts, &sets);
+                    let stateful = if opts.stateful && rng.chance(25) {
+                        stateful_target(rng, table, &matches, opts)
+                    } else {
+                        None
+                    };
+                    let target = stateful.or_else(|| match rng.below(16) {
                         0..=2 => Some(Target::Accept),
                         3..=5 => Some(Target::Drop),
                         6 => Some(Target::Return),
@@ -293,10 +415,10 @@ pub fn random_ruleset(rng: &mut Rng, opts: GenOptions) -> Ruleset {
                             Some(Target::Goto(rng.pick(&callees).to_string()))
                         }
                         _ => Some(Target::Accept),
-                    };
+                    });
                     let comment = rng.chance(10).then(|| "a \"quoted\" comment".to_string());
                     Rule {
-                        matches: random_matches(rng, opts, &sets),
+                        matches,
                         target,
                         comment,
                         counters: Counter::default(),
@@ -319,6 +441,7 @@ pub fn random_ruleset(rng: &mut Rng, opts: GenOptions) -> Ruleset {
             });
         }
     }
+    fix_nat_placement(&mut chains);
     Ruleset::new(sets, chains).expect("generated rule sets are valid")
 }
 
@@ -339,6 +462,21 @@ fn addr(rng: &mut Rng, family: Family) -> u128 {
         _ => lo + u128::from(rng.next_u64()) % (hi - lo).max(1),
     }
 }
+
+/// Conntrack states a packet can carry (SNAT/DNAT only beside a real state).
+const CTSTATES: [u8; 11] = [
+    0,
+    ctstate::NEW,
+    ctstate::NEW,
+    ctstate::ESTABLISHED,
+    ctstate::ESTABLISHED,
+    ctstate::RELATED,
+    ctstate::INVALID,
+    ctstate::UNTRACKED,
+    ctstate::NEW | ctstate::DNAT,
+    ctstate::ESTABLISHED | ctstate::SNAT,
+    ctstate::ESTABLISHED | ctstate::SNAT | ctstate::DNAT,
+];
 
 pub fn random_packet(rng: &mut Rng, opts: GenOptions) -> PacketMeta {
     let family = if opts.iptables_v4 || rng.chance(50) {
@@ -397,6 +535,16 @@ pub fn random_packet(rng: &mut Rng, opts: GenOptions) -> PacketMeta {
         in_port: ifport(rng),
         out_port: ifport(rng),
         mark: rng.below(4) as u32,
+        ctstate: if opts.stateful {
+            *rng.pick(&CTSTATES)
+        } else {
+            0
+        },
+        ctstatus: if opts.stateful {
+            rng.below(16) as u8
+        } else {
+            0
+        },
         ..PacketMeta::default()
     }
 }
