@@ -43,6 +43,33 @@ struct {
 	__type(value, __u8);
 } local_v6 SEC(".maps");
 
+/*
+ * Traffic to the box's own addresses that is fwd's, not the kernel's: replies to
+ * connections fwd masqueraded or SNATed to a local address (their ports / ICMP
+ * echo ids are fwd's NAT range, which Linux's ip_local_port_range, 32768-60999 by
+ * default, leaves alone), and port forwards (DNAT) of TCP/UDP ports.
+ */
+struct port_range {
+	__u16 lo;
+	__u16 hi;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct port_range);
+} nat_ports SEC(".maps");
+
+/* Bitmap of DNAT'd destination ports: word (proto_idx * 1024 + port / 64), bit
+ * port % 64; proto_idx 0 = TCP, 1 = UDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2048);
+	__type(key, __u32);
+	__type(value, __u64);
+} dnat_ports SEC(".maps");
+
 /* Why a frame went where it went; read by `fwd stats`. Keep in step with
  * XdpStat in fwd/src/xsk/prog.rs. */
 enum xdp_stat {
@@ -51,6 +78,7 @@ enum xdp_stat {
 	STAT_PASS_LOCAL,
 	STAT_PASS_MCAST,
 	STAT_PASS_OTHER,
+	STAT_NAT_LOCAL,
 	STAT_MAX,
 };
 
@@ -97,6 +125,80 @@ static __always_inline int count(__u32 stat, int action)
 	return action;
 }
 
+static __always_inline int in_nat_range(__u16 port)
+{
+	__u32 zero = 0;
+	struct port_range *r = bpf_map_lookup_elem(&nat_ports, &zero);
+
+	return r && r->lo && port >= r->lo && port <= r->hi;
+}
+
+static __always_inline int dnat_port(__u8 proto, __u16 port)
+{
+	__u32 idx = (proto == IPPROTO_TCP ? 0 : 1024) + port / 64;
+	__u64 *w;
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	w = bpf_map_lookup_elem(&dnat_ports, &idx);
+	return w && (*w >> (port % 64)) & 1;
+}
+
+/*
+ * Whether a packet to one of our addresses belongs to fwd: `l4` is its transport
+ * header, `proto` its protocol, `icmp_echo_reply`/`icmp_errors` the ICMP or ICMPv6
+ * numbers to look at.
+ */
+static __always_inline int fwd_owns(void *l4, void *data_end, __u8 proto, int v6)
+{
+	__u8 icmp = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		__be16 *ports = l4;
+
+		if ((void *)(ports + 2) > data_end)
+			return 0;
+		return in_nat_range(bpf_ntohs(ports[1])) || dnat_port(proto, bpf_ntohs(ports[1]));
+	}
+	if (proto == icmp) {
+		__u8 *h = l4;
+		__u8 type;
+
+		if ((void *)(h + 8) > data_end)
+			return 0;
+		type = h[0];
+		/* Echo reply: the id is what NAT allocated. */
+		if (type == (v6 ? 129 : 0))
+			return in_nat_range(bpf_ntohs(*(__be16 *)(h + 4)));
+		/* Errors (v4: unreach, time exceeded, param problem; v6: 1-4) quoting a
+		 * packet we sent: its source port / echo id is ours. */
+		if ((!v6 && (type == 3 || type == 11 || type == 12)) || (v6 && type >= 1 && type <= 4)) {
+			__u8 *inner = h + 8;
+			__u8 inner_proto;
+			__u8 *inner_l4;
+
+			if (v6) {
+				if ((void *)(inner + 40) > data_end)
+					return 0;
+				inner_proto = inner[6];
+				inner_l4 = inner + 40;
+			} else {
+				if ((void *)(inner + 20) > data_end)
+					return 0;
+				inner_proto = inner[9];
+				inner_l4 = inner + (inner[0] & 0xf) * 4;
+			}
+			if ((void *)(inner_l4 + 8) > data_end)
+				return 0;
+			if (inner_proto == IPPROTO_TCP || inner_proto == IPPROTO_UDP)
+				return in_nat_range(bpf_ntohs(*(__be16 *)inner_l4));
+			if (inner_proto == icmp)
+				return in_nat_range(bpf_ntohs(*(__be16 *)(inner_l4 + 4)));
+		}
+	}
+	return 0;
+}
+
 SEC("xdp")
 int fwd_xdp(struct xdp_md *ctx)
 {
@@ -136,8 +238,13 @@ int fwd_xdp(struct xdp_md *ctx)
 		/* 224.0.0.0/4 multicast and the limited broadcast. */
 		if ((bpf_ntohl(daddr) & 0xf0000000) == 0xe0000000 || daddr == 0xffffffff)
 			return count(STAT_PASS_MCAST, XDP_PASS);
-		if (bpf_map_lookup_elem(&local_v4, &daddr))
-			return count(STAT_PASS_LOCAL, XDP_PASS);
+		if (bpf_map_lookup_elem(&local_v4, &daddr)) {
+			__u8 *l4 = (__u8 *)ip + (ip->ver_ihl & 0xf) * 4;
+
+			if (!fwd_owns(l4, data_end, ip->protocol, 0))
+				return count(STAT_PASS_LOCAL, XDP_PASS);
+			count(STAT_NAT_LOCAL, 0);
+		}
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6_hdr *ip6 = l3;
 		__u8 first;
@@ -149,8 +256,13 @@ int fwd_xdp(struct xdp_md *ctx)
 		if (first == 0xff ||
 		    (first == 0xfe && (ip6->daddr.in6_u.u6_addr8[1] & 0xc0) == 0x80))
 			return count(STAT_PASS_MCAST, XDP_PASS);
-		if (bpf_map_lookup_elem(&local_v6, &ip6->daddr))
-			return count(STAT_PASS_LOCAL, XDP_PASS);
+		if (bpf_map_lookup_elem(&local_v6, &ip6->daddr)) {
+			/* Extension headers before TCP/UDP/ICMPv6 are rare on NATed flows;
+			 * such packets stay the kernel's. */
+			if (!fwd_owns(ip6 + 1, data_end, ip6->nexthdr, 1))
+				return count(STAT_PASS_LOCAL, XDP_PASS);
+			count(STAT_NAT_LOCAL, 0);
+		}
 	} else {
 		return count(STAT_PASS_OTHER, XDP_PASS);
 	}

@@ -323,3 +323,32 @@ fn print_reasons(r: &StatsReport) {
         println!("malformed: {}", nonzero(&r.malformed));
     }
 }
+
+/// `fwd conntrack`: the running daemon's connections, like `conntrack -L`, with
+/// counts per state.
+pub fn conntrack(socket: &Path, json: bool) -> u8 {
+    match ask(socket, Request::Conntrack) {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+                return EXIT_OK;
+            }
+            let flows = v["flows"].as_array().map(Vec::as_slice).unwrap_or_default();
+            for f in flows {
+                println!("{}", f.as_str().unwrap_or_default());
+            }
+            let counts: Vec<String> = v["counts"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, n)| n.as_u64() != Some(0))
+                        .map(|(k, n)| format!("{k}={n}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            eprintln!("fwd: {} flow entries ({})", flows.len(), counts.join(" "));
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}

@@ -37,6 +37,10 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Connection tracking: table size and timeouts. Tracking is on when this
+    /// section is present or the rules need it (ctstate/ctstatus matches, NAT).
+    #[serde(default)]
+    pub conntrack: Option<crate::conntrack::CtConfig>,
     /// The rules (see rules::config for their syntax): address sets, filter-table
     /// chains, and `[tables.TABLE.chains.CHAIN]` for raw, mangle and nat.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

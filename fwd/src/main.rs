@@ -61,6 +61,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The running daemon's tracked connections, like `conntrack -L` (flows on
+    /// stdout, the count per state on stderr).
+    Conntrack {
+        #[command(flatten)]
+        target: Target,
+        /// The flows, counts and per-worker table counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Turn another tool's rules into fwd config TOML (on stdout).
     ///
     /// `fwd import iptables-save rules.v4 > rules.toml` takes iptables-save or
@@ -156,6 +165,10 @@ fn main() -> ExitCode {
             json,
         } => match fwd::cli::control_path(socket.as_deref(), None) {
             Ok(p) => fwd::cli::rules_live(&p, json),
+            Err(c) => c,
+        },
+        Command::Conntrack { target, json } => match target.path() {
+            Ok(p) => fwd::cli::conntrack(&p, json),
             Err(c) => c,
         },
         Command::Import {

@@ -94,6 +94,7 @@ struct Daemon {
     tables: Arc<ArcSwap<Tables>>,
     neigh: Arc<NeighTable>,
     xdp_stats: Vec<XdpStatsReader>,
+    steering: Vec<xsk::XdpSteering>,
     /// (port, socket fd) of every socket, for XDP_STATISTICS.
     socket_fds: Vec<(usize, i32)>,
     counters: Vec<Arc<SharedCounters>>,
@@ -101,6 +102,11 @@ struct Daemon {
     rule_counters: Vec<Arc<ArcSwap<tables::RuleSnapshot>>>,
     /// What `-m addrtype --dst-type LOCAL` matches: the box's addresses.
     local_addrs: Vec<IpAddr>,
+    /// Whether the workers track connections (fixed at start).
+    tracking: bool,
+    /// Where to ask each worker for its connection listing.
+    ct_requests:
+        Vec<crossbeam::channel::Sender<crossbeam::channel::Sender<Option<worker::CtDump>>>>,
     /// Each worker's core and (interface, queue) list.
     workers: Vec<WorkerLayout>,
     reloads: AtomicU64,
@@ -161,6 +167,17 @@ impl Daemon {
                 .enumerate()
                 .map(|(k, v)| (stats::latency_bound_ns(k), *v))
                 .collect(),
+            conntrack: self.tracking.then(|| {
+                let mut sum = std::collections::BTreeMap::new();
+                for snap in &self.rule_counters {
+                    if let Some(ct) = &snap.load().ct {
+                        for (k, v) in report::ct_fields(ct) {
+                            *sum.entry(k.to_string()).or_insert(0) += v;
+                        }
+                    }
+                }
+                sum
+            }),
             reloads: self.reloads.load(Ordering::Relaxed),
             last_reload: self
                 .last_reload
@@ -244,6 +261,12 @@ impl Daemon {
         let ruleset = new.ruleset();
         let classifier = compile(&ruleset, &self.ports, &self.local_addrs)
             .map_err(|e| format!("{}: {e}", self.config_path.display()))?;
+        if needs_conntrack(&classifier) && !self.tracking {
+            return Err(
+                "the new rules need connection tracking (ctstate/ctstatus or NAT), which this fwd started without: restart it (or add [conntrack] before starting)"
+                    .into(),
+            );
+        }
         let old = self.tables.load_full();
         let generation = old.generation + 1;
         let routes = fib.len();
@@ -259,6 +282,7 @@ impl Daemon {
             counter_map,
         }));
         drop(old);
+        set_steering(&self.steering, &new.ruleset(), self.tracking)?;
         *cur = new;
         // Grace period: workers remap their rule counters from the previous generation
         // only, so the next reload waits until every worker has moved to this one (an
@@ -304,7 +328,45 @@ impl control::Handler for Daemon {
                     "counters": sum.iter().map(|c| [c.packets, c.bytes]).collect::<Vec<_>>(),
                 }))
             }
-            Request::Conntrack => Reply::err("connection tracking is not part of this fwd"),
+            Request::Conntrack => {
+                if !self.tracking {
+                    return Reply::err("this fwd does not track connections (no ctstate/ctstatus or NAT rules, no [conntrack] section)");
+                }
+                let mut flows = Vec::new();
+                let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+                let mut stats = Vec::new();
+                for tx in &self.ct_requests {
+                    let (rtx, rrx) = crossbeam::channel::bounded(1);
+                    if tx.send_timeout(rtx, Duration::from_secs(1)).is_err() {
+                        return Reply::err("a worker did not answer");
+                    }
+                    match rrx.recv_timeout(Duration::from_secs(2)) {
+                        Ok(Some(d)) => {
+                            flows.extend(d.flows);
+                            for (i, n) in d.by_state.tcp.iter().enumerate() {
+                                if *n > 0 {
+                                    let name = crate::conntrack::TcpState::ALL
+                                        .get(i)
+                                        .map_or("?", |s| s.as_str());
+                                    *by_state.entry(format!("tcp {name}")).or_default() += n;
+                                }
+                            }
+                            *by_state.entry("udp".into()).or_default() += d.by_state.udp;
+                            *by_state.entry("icmp".into()).or_default() += d.by_state.icmp;
+                            *by_state.entry("other".into()).or_default() += d.by_state.other;
+                            *by_state.entry("assured".into()).or_default() += d.by_state.assured;
+                            *by_state.entry("unconfirmed".into()).or_default() +=
+                                d.by_state.unconfirmed;
+                            stats.push(format!("{:?}", d.stats));
+                        }
+                        Ok(None) => {}
+                        Err(_) => return Reply::err("a worker did not answer"),
+                    }
+                }
+                Reply::ok(
+                    serde_json::json!({ "flows": flows, "counts": by_state, "workers": stats }),
+                )
+            }
         }
     }
 }
@@ -313,6 +375,62 @@ impl metrics::Exporter for Daemon {
     fn render(&self) -> String {
         report::prometheus(&self.report())
     }
+}
+
+/// Ports (and ICMP echo ids) fwd gives connections it SNATs or masquerades to one
+/// of the box's own addresses. Linux's ip_local_port_range ends at 60999 by
+/// default, so the box's own sockets never hold these, and the XDP program can tell
+/// the replies (fwd's) from the kernel's traffic by port.
+pub const NAT_LOCAL_PORTS: (u16, u16) = (61000, 65535);
+
+/// The TCP and UDP destination ports DNAT rules forward: traffic to the box's own
+/// addresses on them is fwd's. A DNAT rule with no TCP/UDP port match cannot be
+/// told from the box's own traffic and is reported.
+fn dnat_ports(rs: &rules::Ruleset) -> (rules::Ports, rules::Ports) {
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for chain in rs.chains() {
+        for r in &chain.rules {
+            if !matches!(r.target, Some(rules::Target::Dnat(_))) {
+                continue;
+            }
+            let proto = r
+                .matches
+                .proto
+                .as_ref()
+                .filter(|p| !p.invert)
+                .map(|p| p.value);
+            match (proto, r.matches.dport.as_ref().filter(|d| !d.invert)) {
+                (Some(6), Some(d)) => tcp.extend(d.value.iter().copied()),
+                (Some(17), Some(d)) => udp.extend(d.value.iter().copied()),
+                _ => tracing::warn!(
+                    chain = %chain.name,
+                    "a DNAT rule without a TCP/UDP destination port: packets to the box's own addresses it would catch stay the kernel's (fwd steers port forwards by port)"
+                ),
+            }
+        }
+    }
+    (tcp, udp)
+}
+
+/// Points every port's XDP program at fwd's NAT replies and port forwards.
+fn set_steering(
+    steering: &[xsk::XdpSteering],
+    rs: &rules::Ruleset,
+    tracking: bool,
+) -> Result<(), String> {
+    let nat = if tracking { NAT_LOCAL_PORTS } else { (0, 0) };
+    let (tcp, udp) = if tracking {
+        dnat_ports(rs)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    steering.iter().try_for_each(|s| s.set(nat, &tcp, &udp))
+}
+
+/// Whether the compiled rules read connection state or translate addresses.
+fn needs_conntrack(c: &Classifier) -> bool {
+    let used = c.used_fields();
+    used.ctstate || used.ctstatus || !c.nat_targets().is_empty()
 }
 
 /// Compiles the rules for this box's ports and addresses.
@@ -428,6 +546,34 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         .iter()
         .map(|p| p.stats_reader())
         .collect::<Result<Vec<_>, _>>()?;
+    let steering = progs
+        .iter()
+        .map(|p| p.steering())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Connection tracking lives in per-worker tables: both directions of a flow must
+    // reach the same worker. AF_XDP sockets only get their own queue's frames, so
+    // only a symmetric RSS hash in the NIC could promise that, and NAT rewrites the
+    // tuple the hash sees: with tracking on, fwd runs one worker.
+    let ct_config = match (&cfg.conntrack, needs_conntrack(&classifier)) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) => Some(crate::conntrack::CtConfig::default()),
+        (None, false) => None,
+    };
+    if ct_config.is_some() && cfg.workers.cores.len() > 1 {
+        return Err(RunError::BadInput(format!(
+            "workers.cores has {} cores but connection tracking is on (the rules use ctstate/ctstatus or NAT, or [conntrack] is set): both directions of a connection must meet in one worker's table, so tracking runs with one worker",
+            cfg.workers.cores.len()
+        )));
+    }
+    if let Some(c) = &ct_config {
+        println!(
+            "fwd: connection tracking on: up to {} entries; NAT to the box's own addresses uses ports {}-{}",
+            c.max_entries, NAT_LOCAL_PORTS.0, NAT_LOCAL_PORTS.1
+        );
+    }
+    let mut ct_request_senders = Vec::new();
+    set_steering(&steering, &ruleset, ct_config.is_some()).map_err(RunError::Runtime)?;
 
     let tables = Arc::new(ArcSwap::from_pointee(Tables {
         fib,
@@ -528,6 +674,12 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
             log: log_tx.clone(),
             stop: stop.clone(),
             idle_spins: cfg.workers.idle_spins,
+            conntrack: ct_config.clone(),
+            ct_requests: {
+                let (tx, rx) = crossbeam::channel::bounded(4);
+                ct_request_senders.push(tx);
+                rx
+            },
         });
     }
     println!(
@@ -546,10 +698,13 @@ pub fn run(cfg: Config, config_path: &Path, opts: &RunOptions) -> Result<StatsRe
         tables,
         neigh,
         xdp_stats,
+        steering,
         socket_fds,
         counters,
         rule_counters,
         local_addrs,
+        tracking: ct_config.is_some(),
+        ct_requests: ct_request_senders,
         workers: layout,
         reloads: AtomicU64::new(0),
         last_reload: Mutex::new(String::new()),

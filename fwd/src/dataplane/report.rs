@@ -18,6 +18,9 @@ pub struct StatsReport {
     pub latency_ns: Vec<(u64, u64)>,
     pub reloads: u64,
     pub last_reload: String,
+    /// Connection-table counters summed over workers (when tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<BTreeMap<String, u64>>,
     /// Each worker's (port, queue) list and core.
     pub workers: Vec<WorkerReport>,
 }
@@ -41,6 +44,24 @@ pub struct PortReport {
     pub xsk: SocketStats,
     /// Where the XDP program sent frames (redirect to fwd, or pass to the kernel why).
     pub xdp: BTreeMap<String, u64>,
+}
+
+/// A connection table's counters by name (`conntrack -S`'s where it has them).
+pub fn ct_fields(s: &crate::conntrack::CtStats) -> [(&'static str, u64); 12] {
+    [
+        ("entries", s.entries),
+        ("created", s.created),
+        ("confirmed", s.confirmed),
+        ("discarded", s.discarded),
+        ("expired", s.expired),
+        ("killed", s.killed),
+        ("early_drops", s.early_drops),
+        ("table_full_drops", s.table_full_drops),
+        ("clash_drops", s.clash_drops),
+        ("invalid", s.invalid),
+        ("related", s.related),
+        ("nat_exhausted", s.nat_exhausted),
+    ]
 }
 
 /// The report in Prometheus text format.

@@ -35,10 +35,18 @@ pub enum Reason {
     Filtered,
     /// An ICMP error was due but the rate limit or a rule of RFC 1812 4.3.2.7 said no.
     IcmpSuppressed,
+    /// Rejected by a `-j REJECT` rule (the answer is counted in `icmp_sent`).
+    Rejected,
+    /// A new connection found the connection table full (nothing to evict).
+    CtTableFull,
+    /// A new connection's reply tuple was another connection's.
+    CtClash,
+    /// NAT found no free tuple in its range, or could not translate an ICMP error.
+    NatExhausted,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Malformed,
         Reason::BadChecksum,
         Reason::NotForUs,
@@ -50,6 +58,10 @@ impl Reason {
         Reason::TxRingFull,
         Reason::Filtered,
         Reason::IcmpSuppressed,
+        Reason::Rejected,
+        Reason::CtTableFull,
+        Reason::CtClash,
+        Reason::NatExhausted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +77,10 @@ impl Reason {
             Reason::TxRingFull => "tx_ring_full",
             Reason::Filtered => "filtered",
             Reason::IcmpSuppressed => "icmp_suppressed",
+            Reason::Rejected => "rejected",
+            Reason::CtTableFull => "ct_table_full",
+            Reason::CtClash => "ct_clash",
+            Reason::NatExhausted => "nat_failed",
         }
     }
 }

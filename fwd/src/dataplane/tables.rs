@@ -56,6 +56,8 @@ pub fn counter_map(old: &Ruleset, new: &Ruleset) -> Vec<Option<u32>> {
 pub struct RuleSnapshot {
     pub generation: u64,
     pub counts: Vec<Counter>,
+    /// The worker's connection-table counters, when it tracks connections.
+    pub ct: Option<crate::conntrack::CtStats>,
 }
 
 #[cfg(test)]

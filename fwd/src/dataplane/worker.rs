@@ -13,10 +13,11 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use crossbeam::channel::Sender;
+use crossbeam::channel::{Receiver, Sender};
 
 use crate::{
     classify::FlowCache,
+    conntrack::{self, CtConfig, CtStats, StateCounts},
     packet::meta::PacketMeta,
     route::neigh::{NeighTable, NextHop},
     rules::{LogEvent, RuleCounters},
@@ -34,6 +35,9 @@ use super::{
 /// Entries of the per-worker flow cache in front of the classifier (a power of two;
 /// 64 Ki entries hold the active flows of a busy port in a few MiB).
 const FLOW_CACHE_ENTRIES: usize = 1 << 16;
+
+/// Connection-table slots the expiry sweep looks at per poll-loop round.
+const CT_EXPIRE_BUDGET: usize = 64;
 
 /// How often rule counters and LOG events leave the worker.
 const RULES_PUBLISH: Duration = Duration::from_millis(100);
@@ -62,6 +66,18 @@ pub struct Worker {
     pub log: Sender<Vec<LogEvent>>,
     pub stop: Arc<AtomicBool>,
     pub idle_spins: u32,
+    /// Connection tracking for this worker (None: the rules need none).
+    pub conntrack: Option<CtConfig>,
+    /// `fwd conntrack` requests: the worker answers with its table's listing.
+    pub ct_requests: Receiver<Sender<Option<CtDump>>>,
+}
+
+/// One worker's connection table, as `fwd conntrack` shows it.
+#[derive(Debug, Clone)]
+pub struct CtDump {
+    pub flows: Vec<String>,
+    pub stats: CtStats,
+    pub by_state: StateCounts,
 }
 
 impl Worker {
@@ -103,7 +119,9 @@ impl Worker {
         let mut rule_counters = RuleCounters::new(self.tables.load().classifier.counter_len());
         let mut last_rules_publish = Instant::now();
         let mut log_events: Vec<LogEvent> = Vec::new();
-        self.publish_rules(rule_gen, &rule_counters);
+        let mut ct = self.conntrack.as_ref().map(conntrack::Table::new);
+        let started = Instant::now();
+        self.publish_rules(rule_gen, &rule_counters, ct.as_ref(), 0);
 
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -121,15 +139,13 @@ impl Worker {
                 };
                 rule_counters.remap(map, tables.classifier.counter_len());
                 rule_gen = tables.generation;
-                self.publish_rules(rule_gen, &rule_counters);
+                self.publish_rules(rule_gen, &rule_counters, ct.as_ref(), 0);
             }
-            let mut router = Router {
-                fib: &tables.fib,
-                ports: &ports,
-                classifier: &tables.classifier,
-                flow_cache: &mut flow_cache,
-                rule_counters: &mut rule_counters,
-            };
+            let now_ms = now.duration_since(started).as_millis() as u64;
+            if let Some(ct) = ct.as_mut() {
+                // Incremental expiry: a few slots a round, never a full-table scan.
+                ct.expire(now_ms, CT_EXPIRE_BUDGET);
+            }
             let mut got = 0;
             for si in 0..self.sockets.len() {
                 let n = self.sockets[si].rx_burst(&mut rx);
@@ -143,7 +159,18 @@ impl Worker {
                     counters.rx(in_port as usize, len);
                     let verdict = {
                         let buf = self.umem.buf_mut(&mut frame);
-                        router.route(buf, &mut len, in_port, &mut meta, &mut icmp, &mut counters)
+                        Router {
+                            fib: &tables.fib,
+                            ports: &ports,
+                            classifier: &tables.classifier,
+                            flow_cache: &mut flow_cache,
+                            rule_counters: &mut rule_counters,
+                            ct: ct.as_mut(),
+                            icmp: &mut icmp,
+                            counters: &mut counters,
+                            now_ms,
+                        }
+                        .route(buf, &mut len, in_port, &mut meta)
                     };
                     let Some((out, nh)) = verdict else {
                         self.umem.free(frame);
@@ -243,7 +270,17 @@ impl Worker {
 
             if now.duration_since(last_rules_publish) >= RULES_PUBLISH {
                 last_rules_publish = now;
-                self.publish_rules(rule_gen, &rule_counters);
+                self.publish_rules(rule_gen, &rule_counters, ct.as_ref(), now_ms);
+                // `fwd conntrack`: the listing is built here, off the packet path,
+                // only when asked.
+                while let Ok(reply) = self.ct_requests.try_recv() {
+                    let dump = ct.as_ref().map(|t| CtDump {
+                        flows: t.entries(now_ms).map(|f| f.to_string()).collect(),
+                        stats: t.stats(),
+                        by_state: t.count_by_state(),
+                    });
+                    let _ = reply.send(dump);
+                }
                 if rule_counters.drain_log(&mut log_events) > 0 || !log_events.is_empty() {
                     let _ = self.log.try_send(std::mem::take(&mut log_events));
                 }
@@ -270,15 +307,22 @@ impl Worker {
             }
         }
         counters.publish(&self.shared);
-        self.publish_rules(rule_gen, &rule_counters);
+        self.publish_rules(rule_gen, &rule_counters, ct.as_ref(), 0);
     }
 
     /// Publishes this worker's rule counters for `fwd rules` (a copy every 100 ms:
     /// readers never touch the array the worker writes).
-    fn publish_rules(&self, generation: u64, rc: &RuleCounters) {
+    fn publish_rules(
+        &self,
+        generation: u64,
+        rc: &RuleCounters,
+        ct: Option<&conntrack::Table>,
+        _now_ms: u64,
+    ) {
         self.rules_shared.store(Arc::new(RuleSnapshot {
             generation,
             counts: rc.counts().to_vec(),
+            ct: ct.map(|t| t.stats()),
         }));
     }
 

@@ -11,7 +11,7 @@ mod socket;
 mod umem;
 
 pub use frame::{Frame, FrameBatch, BATCH};
-pub use prog::{XdpAttachMode, XdpProg, XdpProgStats, XdpStat, XdpStatsReader};
+pub use prog::{XdpAttachMode, XdpProg, XdpProgStats, XdpStat, XdpStatsReader, XdpSteering};
 pub use socket::{
     read_stats, wait_readable, wake_rx, BindMode, SocketStats, XskSocket, XskSocketConfig,
 };

@@ -42,15 +42,18 @@ pub enum XdpStat {
     PassLocal,
     PassMcast,
     PassOther,
+    /// To one of the box's addresses, but a NAT reply or port forward: fwd's.
+    NatLocal,
 }
 
 impl XdpStat {
-    pub const ALL: [XdpStat; 5] = [
+    pub const ALL: [XdpStat; 6] = [
         XdpStat::Redirect,
         XdpStat::PassArp,
         XdpStat::PassLocal,
         XdpStat::PassMcast,
         XdpStat::PassOther,
+        XdpStat::NatLocal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,12 +63,13 @@ impl XdpStat {
             XdpStat::PassLocal => "xdp_pass_local",
             XdpStat::PassMcast => "xdp_pass_mcast",
             XdpStat::PassOther => "xdp_pass_other",
+            XdpStat::NatLocal => "xdp_nat_local",
         }
     }
 }
 
 /// Counters of the XDP program on one port, summed over CPUs.
-pub type XdpProgStats = [(XdpStat, u64); 5];
+pub type XdpProgStats = [(XdpStat, u64); 6];
 
 /// fwd's XDP program, loaded and attached to one interface. Detached on drop.
 pub struct XdpProg {
@@ -168,6 +172,19 @@ impl XdpProg {
         Ok(())
     }
 
+    /// A handle on the maps that say which traffic to the box's own addresses is
+    /// fwd's (NAT replies, port forwards); any thread may update them.
+    pub fn steering(&self) -> Result<XdpSteering, XskError> {
+        let err = |e: libbpf_rs::Error| XskError::Prog {
+            ifname: self.ifname.clone(),
+            reason: format!("opening the NAT steering maps: {e}"),
+        };
+        Ok(XdpSteering {
+            nat_ports: MapHandle::try_from(&self.skel.maps.nat_ports).map_err(err)?,
+            dnat_ports: MapHandle::try_from(&self.skel.maps.dnat_ports).map_err(err)?,
+        })
+    }
+
     /// A handle on the program's counters that any thread may read.
     pub fn stats_reader(&self) -> Result<XdpStatsReader, XskError> {
         MapHandle::try_from(&self.skel.maps.stats)
@@ -176,6 +193,44 @@ impl XdpProg {
                 ifname: self.ifname.clone(),
                 reason: format!("opening the stats map: {e}"),
             })
+    }
+}
+
+/// The NAT steering maps of one port's program.
+pub struct XdpSteering {
+    nat_ports: MapHandle,
+    dnat_ports: MapHandle,
+}
+
+impl XdpSteering {
+    /// Sets the NAT reply range (`(0, 0)`: none) and the DNAT'd TCP and UDP
+    /// destination port ranges.
+    pub fn set(
+        &self,
+        nat: (u16, u16),
+        dnat_tcp: &[(u16, u16)],
+        dnat_udp: &[(u16, u16)],
+    ) -> Result<(), String> {
+        let mut range = [0u8; 4];
+        range[..2].copy_from_slice(&nat.0.to_ne_bytes());
+        range[2..].copy_from_slice(&nat.1.to_ne_bytes());
+        self.nat_ports
+            .update(&0u32.to_ne_bytes(), &range, MapFlags::ANY)
+            .map_err(|e| format!("setting the NAT port range: {e}"))?;
+        let mut words = vec![0u64; 2048];
+        for (base, ranges) in [(0usize, dnat_tcp), (1024, dnat_udp)] {
+            for &(lo, hi) in ranges {
+                for p in lo..=hi {
+                    words[base + usize::from(p) / 64] |= 1 << (p % 64);
+                }
+            }
+        }
+        for (i, w) in words.iter().enumerate() {
+            self.dnat_ports
+                .update(&(i as u32).to_ne_bytes(), &w.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| format!("setting the DNAT port map: {e}"))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A TCP stream with verifiable content, for tests through fwd.
 
-server ADDR PORT            accept one connection, read to EOF, print {"bytes", "sha256"}
+server ADDR PORT            accept one connection, read to EOF, print {"bytes", "sha256", "peer"}
 client ADDR PORT NBYTES SEED  send NBYTES of seeded pseudo-random data, print the same
 Every socket operation times out after 30 s.
 """
@@ -17,7 +17,7 @@ def server(addr, port):
     s.listen(1)
     s.settimeout(30)
     print("listening", flush=True)
-    c, _ = s.accept()
+    c, peer = s.accept()
     c.settimeout(30)
     h, n = hashlib.sha256(), 0
     while True:
@@ -26,7 +26,7 @@ def server(addr, port):
             break
         h.update(b)
         n += len(b)
-    print(json.dumps({"bytes": n, "sha256": h.hexdigest()}), flush=True)
+    print(json.dumps({"bytes": n, "sha256": h.hexdigest(), "peer": peer[0]}), flush=True)
 
 def client(addr, port, nbytes, seed):
     rng = random.Random(seed)
