@@ -172,10 +172,11 @@ pub fn import_with_sets(
         });
     }
     if let Some((t, line)) = table {
+        // Reported where the file ends: a dump cut short is the usual cause.
         return Err(err(
-            line,
+            text.lines().count().max(line),
             format!(
-                "table {} has no COMMIT (a truncated dump?): nothing imported",
+                "table {} (opened at line {line}) has no COMMIT: the dump ends here (truncated?); nothing imported",
                 t.name()
             ),
         ));
@@ -1072,7 +1073,7 @@ COMMIT
         );
         assert_eq!(
             e("-A FORWARD -j ACCEPT\n"),
-            "d:1: table filter has no COMMIT (a truncated dump?): nothing imported"
+            "d:5: table filter (opened at line 1) has no COMMIT: the dump ends here (truncated?); nothing imported"
         );
         assert!(
             e("-A FORWARD -m set --match-set nope src -j DROP\nCOMMIT\n")
