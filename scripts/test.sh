@@ -17,3 +17,8 @@ echo "test.sh: running tests"
 # Integration tests each make their own namespaces and pin nothing, so they can run
 # side by side; two at a time matches this 2-core machine.
 cargo test --workspace -- --test-threads 2 "$@"
+# Fuzzing is opt-in: FWD_FUZZ_SECONDS=60 runs every cargo-fuzz target that long from
+# the committed corpus (scripts/fuzz.sh; about 7 min to build cold, 2 min warm).
+if [ "${FWD_FUZZ_SECONDS:-0}" -gt 0 ]; then
+  scripts/fuzz.sh "$FWD_FUZZ_SECONDS"
+fi

@@ -277,6 +277,19 @@ impl ConfigError {
     }
 }
 
+/// The name of the `[table]` or `[[array]]` header last opened before `offset`
+/// (`chains.FORWARD`, `ports`), if any.
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    before.lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+        let inner = inner.or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+        // `rules = [` and arrays of values are not headers.
+        (!inner.contains(['=', '"', '{', ','])).then(|| inner.trim().to_string())
+    })
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -301,13 +314,14 @@ impl Config {
                 .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
             let span = inner.span().unwrap_or(0..0);
-            ConfigError::at(
-                path,
-                text,
-                span,
-                if field == "." { String::new() } else { field },
-                inner.message().to_string(),
-            )
+            // A syntax error has no serde path: name the table it sits in instead.
+            let field = match field.as_str() {
+                "." | "" => enclosing_table(text, span.start).unwrap_or_default(),
+                _ => field,
+            };
+            // toml's messages run over two lines; an error is one line here.
+            let message = inner.message().trim_end().replace('\n', ": ");
+            ConfigError::at(path, text, span, field, message)
         })?;
         cfg.validate(text, path)?;
         let rules = RulesConfig {
@@ -552,6 +566,31 @@ via = "198.19.0.2"
         assert_eq!(c.ruleset().rule_count(), 1);
         let e = parse(&format!("{OK}\n[chains.FORWARD]\nrules = [{{ dport = \"80-\", proto = \"tcp\", action = \"ACCEPT\" }}]\n")).unwrap_err();
         assert!(e.starts_with("t.toml:14: ") && e.contains("dport"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_table_and_fit_one_line() {
+        // A file cut in the middle of a rule.
+        let e = parse(&format!(
+            "{OK}\n[chains.FORWARD]\nrules = [\n  {{ proto = \"tcp\", action = \"ACC"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("t.toml:15: chains.FORWARD: "), "{e}");
+        // A chain defined twice.
+        let e = parse(&format!(
+            "{OK}\n[chains.A]\nrules = []\n\n[chains.A]\nrules = []\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("t.toml:16: chains.A: ") && e.contains("duplicate key `A`"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        assert_eq!(
+            enclosing_table("[[ports]]\nx = [1,\n", 18),
+            Some("ports".into())
+        );
+        assert_eq!(enclosing_table("x = [\n", 6), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::{
         self, ctstatus as ct_status, CtDrop, CtResult, CtState, Manip, NatError, NatRange,
     },
     packet::{
-        icmp_error,
+        ethernet, icmp_error,
         ipv4::Ipv4Packet,
         ipv6::Ipv6Packet,
         meta::{ctstate, Family, PacketMeta, NO_PORT},
@@ -207,7 +207,11 @@ impl Router<'_> {
             }
         }
         let port = &self.ports[in_port as usize];
-        if buf[..6] != port.mac {
+        // fwd's ports are untagged: a tagged frame belongs to a VLAN the box has no
+        // interface on. Linux marks such a frame PACKET_OTHERHOST and drops it
+        // (__netif_receive_skb_core); forwarding it would carry the tag, and the
+        // VLAN, onto another port.
+        if buf[..6] != port.mac || usize::from(meta.l3_off) != ethernet::HEADER_LEN {
             self.counters.drop(Reason::NotForUs);
             return None;
         }
@@ -553,4 +557,84 @@ fn nat_ports(t: &NatTarget) -> Option<(u16, u16)> {
 pub fn rewrite_l2(buf: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
     buf[..6].copy_from_slice(&dst);
     buf[6..12].copy_from_slice(&src);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataplane::stats::{SharedCounters, Totals},
+        packet::testdata::{frame, ETH_V4, IPV4_SYN_HDR, TCP_SYN},
+        route::{FibBuilder, RouteEntry},
+        rules::{Env, Ruleset},
+    };
+
+    /// A two-port box with a default route out of port 1 and no rules; routes
+    /// `f` received on port 0 and returns the verdict and the drop counters.
+    fn route(f: &[u8]) -> (Option<u16>, Totals) {
+        let port = |name: &str, mac: [u8; 6]| PortInfo {
+            interface: name.into(),
+            ifindex: 1,
+            mac,
+            mtu: 1500,
+            v4: vec![Ipv4Addr::new(198, 18, 0, 1)],
+            v6: Vec::new(),
+            nets: Vec::new(),
+        };
+        let mac_a: [u8; 6] = ETH_V4[..6].try_into().unwrap();
+        let ports = [port("a", mac_a), port("b", [2, 0, 0, 0, 0, 0xb])];
+        let mut fib = FibBuilder::new();
+        fib.add("0.0.0.0/0".parse().unwrap(), RouteEntry::new(1, None))
+            .unwrap();
+        let fib = fib.build();
+        let env = Env {
+            ports: vec!["a".into(), "b".into()],
+            local_addrs: Vec::new(),
+        };
+        let classifier =
+            Classifier::compile(&Ruleset::new(Vec::new(), Vec::new()).unwrap(), &env).unwrap();
+        let mut flow_cache = FlowCache::new(16);
+        let mut rule_counters = RuleCounters::new(classifier.counter_len());
+        let mut buf = f.to_vec();
+        buf.resize(2048, 0);
+        let mut len = f.len();
+        let mut meta = PacketMeta::default();
+        let mut counters = Counters::new(2);
+        let mut icmp = IcmpLimiter::new(1000, 50);
+        let verdict = Router {
+            fib: &fib,
+            ports: &ports,
+            classifier: &classifier,
+            flow_cache: &mut flow_cache,
+            rule_counters: &mut rule_counters,
+            ct: None,
+            icmp: &mut icmp,
+            counters: &mut counters,
+            now_ms: 0,
+        }
+        .route(&mut buf, &mut len, 0, &mut meta);
+        let shared = SharedCounters::new(2);
+        counters.publish(&shared);
+        (verdict.map(|(p, _)| p), Totals::sum(&[&shared]))
+    }
+
+    #[test]
+    fn untagged_frames_are_forwarded_and_tagged_ones_are_not_for_us() {
+        let (v, t) = route(&frame(&[&ETH_V4, &IPV4_SYN_HDR, &TCP_SYN]));
+        assert_eq!(v, Some(1));
+        assert_eq!(t.drop_count("not_for_us"), 0);
+        // The same frame with an 802.1Q tag (VLAN 5): Linux drops it as
+        // PACKET_OTHERHOST on a port without a VLAN device; found by
+        // fwd/tests/robustness.rs, where fwd forwarded it with its tag.
+        let tagged = frame(&[
+            &ETH_V4[..12],
+            &[0x81, 0x00, 0x00, 0x05, 0x08, 0x00],
+            &IPV4_SYN_HDR,
+            &TCP_SYN,
+        ]);
+        let (v, t) = route(&tagged);
+        assert_eq!(v, None);
+        assert_eq!(t.drop_count("not_for_us"), 1);
+        assert_eq!(t.drop_count("malformed"), 0);
+    }
 }

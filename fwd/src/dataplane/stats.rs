@@ -17,7 +17,8 @@ pub enum Reason {
     Malformed,
     /// IPv4 header checksum wrong (Linux drops these in ip_rcv_core).
     BadChecksum,
-    /// Destination MAC is not the ingress port's (PACKET_OTHERHOST).
+    /// Destination MAC is not the ingress port's, or the frame is VLAN-tagged (fwd's
+    /// ports are untagged): what Linux calls PACKET_OTHERHOST and drops.
     NotForUs,
     /// No route to the destination (ICMP unreachable sent, rate permitting).
     NoRoute,

@@ -328,17 +328,52 @@ impl RulesConfig {
             }
         }
         Ruleset::new(sets, chains).map_err(|e| {
+            let looping = match &e {
+                ModelError::Loop { table, chains } => self.loop_place(*table, chains),
+                _ => None,
+            };
             let place = match &e {
                 ModelError::DuplicateChain { place, .. }
                 | ModelError::Invalid { place, .. }
                 | ModelError::Target { place, .. }
                 | ModelError::UnknownChain { place, .. }
                 | ModelError::UnknownSet { place, .. } => Some(place),
+                ModelError::Loop { .. } => looping.as_ref(),
                 _ => None,
             };
             let span =
                 place.and_then(|p| spans.iter().find(|(q, _)| q == p).map(|(_, s)| s.clone()));
-            err(span, describe_model_error(&e))
+            let msg = match (&e, place) {
+                (ModelError::Loop { chains, .. }, Some(p)) => format!(
+                    "{}.target: chain loop {}",
+                    rule_path(p),
+                    chains.join(" -> ")
+                ),
+                _ => describe_model_error(&e),
+            };
+            err(span, msg)
+        })
+    }
+
+    /// The rule of chain `cycle[0]` that jumps (or goes) to `cycle[1]`: where a
+    /// chain loop is reported.
+    fn loop_place(&self, table: Table, cycle: &[String]) -> Option<RulePlace> {
+        let (from, to) = (cycle.first()?, cycle.get(1)?);
+        let group = match table {
+            Table::Filter => &self.chains,
+            t => &self.tables.get(t.name())?.chains,
+        };
+        let rule = group.get(from)?.rules.iter().position(|r| {
+            let r = r.get_ref();
+            r.target.as_deref() == Some(to.as_str())
+                && r.action.as_deref().is_some_and(|a| {
+                    a.eq_ignore_ascii_case("jump") || a.eq_ignore_ascii_case("goto")
+                })
+        })?;
+        Some(RulePlace {
+            table,
+            chain: from.clone(),
+            rule: Some(rule),
         })
     }
 
@@ -415,17 +450,20 @@ impl RulesConfig {
     }
 }
 
-fn describe_model_error(e: &ModelError) -> String {
-    let path = |p: &RulePlace| {
-        let mut s = match p.table {
-            Table::Filter => format!("chains.{}", p.chain),
-            t => format!("tables.{}.chains.{}", t.name(), p.chain),
-        };
-        if let Some(i) = p.rule {
-            s += &format!(".rules[{i}]");
-        }
-        s
+/// Where a rule sits in the config: `chains.A.rules[2]`, `tables.nat.chains.B`.
+fn rule_path(p: &RulePlace) -> String {
+    let mut s = match p.table {
+        Table::Filter => format!("chains.{}", p.chain),
+        t => format!("tables.{}.chains.{}", t.name(), p.chain),
     };
+    if let Some(i) = p.rule {
+        s += &format!(".rules[{i}]");
+    }
+    s
+}
+
+fn describe_model_error(e: &ModelError) -> String {
+    let path = rule_path;
     match e {
         ModelError::Invalid { place, what } => format!("{}: {what}", path(place)),
         ModelError::Target { place, field, what } => format!("{}.{field}: {what}", path(place)),
@@ -539,7 +577,9 @@ fn field<T>(
         .map_err(|m| (name, m))
 }
 
-fn iface_name(s: &str) -> Result<String, String> {
+/// An interface name or `+` pattern as iptables takes it; the importer checks with
+/// the same rule so that what it writes loads again.
+pub(crate) fn iface_name(s: &str) -> Result<String, String> {
     // IFNAMSIZ is 16 bytes with the NUL.
     if s.is_empty() || s.len() > 15 || s.contains(['/', ' ']) {
         return Err(format!(
@@ -1207,7 +1247,7 @@ rules = [
         let text = "[chains.A]\nrules = [{ action = \"jump\", target = \"B\" }]\n[chains.B]\nrules = [{ action = \"goto\", target = \"A\" }]\n";
         assert_eq!(
             load(text).unwrap_err(),
-            "configs/x.toml: table filter: chain loop A -> B -> A"
+            "configs/x.toml:2: chains.A.rules[0].target: chain loop A -> B -> A"
         );
         let text = "[chains.FORWARD]\nrules = [\n  { action = \"REDIRECT\" },\n]\n";
         assert_eq!(

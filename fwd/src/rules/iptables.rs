@@ -11,7 +11,7 @@ use super::config::{self, parse_net};
 use super::names::{self, PORT_PROTOS};
 use super::{
     AddrSet, Chain, Counter, Family, LogTarget, MarkMatch, Matches, ModelError, NatRange, Neg,
-    Policy, RejectWith, Rule, RulePlace, Ruleset, Table, Target, SYN_FLAGS,
+    Policy, RejectWith, Rule, Ruleset, Table, Target, SYN_FLAGS,
 };
 use crate::packet::meta::ctstate;
 
@@ -172,8 +172,15 @@ pub fn import_with_sets(
             rule,
         });
     }
-    if let Some((_, line)) = table {
-        return Err(err(line, "table without COMMIT".into()));
+    if let Some((t, line)) = table {
+        // Reported where the file ends: a dump cut short is the usual cause.
+        return Err(err(
+            text.lines().count().max(line),
+            format!(
+                "table {} (opened at line {line}) has no COMMIT: the dump ends here (truncated?); nothing imported",
+                t.name()
+            ),
+        ));
     }
 
     // Chains fwd runs: the three hooks' built-ins and what they reach; chains reached
@@ -238,8 +245,9 @@ pub fn import_with_sets(
             rules: Vec::new(),
         });
     }
-    // Where each kept rule came from, so model errors name the dump's line.
-    let mut lines: Vec<(RulePlace, usize)> = Vec::new();
+    // (table, chain, index in chain, callee, line) of every rule kept: where model
+    // errors point.
+    let mut rule_lines: Vec<(Table, String, usize, Option<String>, usize)> = Vec::new();
     for r in rules {
         if !keep(r.table, &r.chain) {
             report.left_to_kernel += 1;
@@ -259,45 +267,70 @@ pub fn import_with_sets(
                     ),
                 )
             })?;
-        lines.push((
-            RulePlace {
-                table: r.table,
-                chain: r.chain.clone(),
-                rule: Some(chain.rules.len()),
-            },
+        rule_lines.push((
+            r.table,
+            r.chain.clone(),
+            chain.rules.len(),
+            r.callee,
             r.line,
         ));
         chain.rules.push(rule);
         report.rules += 1;
     }
-    let used: HashSet<&str> = model
-        .iter()
-        .flat_map(|c| &c.rules)
-        .flat_map(|r| [&r.matches.src_set, &r.matches.dst_set])
-        .flatten()
-        .map(|s| s.value.as_str())
-        .collect();
     // Every set of the ipset dump is kept, used or not (rules added later may use it).
     let sets = sets.to_vec();
-    for name in &used {
-        if !sets.iter().any(|s| s.name == *name) {
-            return Err(err(0, format!("set {name:?} is not defined: pass its `ipset save` output (import --ipset FILE) or define [sets.{name}]")));
+    let line_of_rule = |table: Table, chain: &str, idx: usize| {
+        rule_lines
+            .iter()
+            .find(|(t, c, i, _, _)| *t == table && c == chain && *i == idx)
+            .map_or(0, |r| r.4)
+    };
+    for c in &model {
+        for (i, r) in c.rules.iter().enumerate() {
+            for s in [&r.matches.src_set, &r.matches.dst_set]
+                .into_iter()
+                .flatten()
+            {
+                let name = &s.value;
+                if !sets.iter().any(|set| set.name == *name) {
+                    return Err(err(line_of_rule(c.table, &c.name, i), format!("chain {}: set {name:?} is not defined: pass its `ipset save` output (import --ipset FILE) or define [sets.{name}]", c.name)));
+                }
+            }
         }
     }
     let rs = Ruleset::new(sets, model).map_err(|e| {
-        let (place, what) = match &e {
-            ModelError::Target { place, what, .. } | ModelError::Invalid { place, what } => {
-                (Some(place), Some(what))
-            }
-            ModelError::UnknownChain { place, .. } | ModelError::UnknownSet { place, .. } => {
-                (Some(place), None)
-            }
-            _ => (None, None),
+        let line = match &e {
+            // The second declaration.
+            ModelError::DuplicateChain { place, .. } => chains
+                .iter()
+                .filter(|c| c.0 == place.table && c.1 == place.chain)
+                .nth(1)
+                .map_or(0, |c| c.4),
+            // The rule of the first chain of the cycle that jumps to the second.
+            ModelError::Loop {
+                table,
+                chains: cycle,
+            } => rule_lines
+                .iter()
+                .find(|(t, c, _, callee, _)| {
+                    t == table
+                        && *c == cycle[0]
+                        && callee.as_deref() == cycle.get(1).map(String::as_str)
+                })
+                .map_or(0, |r| r.4),
+            ModelError::Invalid { place, .. }
+            | ModelError::Target { place, .. }
+            | ModelError::UnknownChain { place, .. }
+            | ModelError::UnknownSet { place, .. } => match place.rule {
+                Some(i) => line_of_rule(place.table, &place.chain, i),
+                None => chains
+                    .iter()
+                    .find(|c| c.0 == place.table && c.1 == place.chain)
+                    .map_or(0, |c| c.4),
+            },
+            ModelError::DuplicateSet(_) => 0,
         };
-        match place.and_then(|p| lines.iter().find(|(q, _)| q == p)) {
-            Some((_, line)) => err(*line, what.cloned().unwrap_or_else(|| e.to_string())),
-            None => err(0, e.to_string()),
-        }
+        err(line, e.to_string())
     })?;
     Ok((rs, report))
 }
@@ -394,6 +427,12 @@ fn mk<T>(invert: bool, value: T) -> Neg<T> {
     Neg { invert, value }
 }
 
+/// `-i`/`-o` take what iptables takes (IFNAMSIZ): a longer or odd name is refused
+/// here rather than written into TOML the config loader would refuse.
+fn iface(opt: &str, name: &str) -> Result<String, String> {
+    config::iface_name(name).map_err(|e| format!("{opt}: {e}"))
+}
+
 /// One rule's options after `-A CHAIN`.
 fn parse_rule(
     tokens: &[String],
@@ -447,8 +486,8 @@ fn parse_rule(
         match tok {
             "-s" | "--source" => m.src = Some(mk(neg, parse_net(arg!(tok))?)),
             "-d" | "--destination" => m.dst = Some(mk(neg, parse_net(arg!(tok))?)),
-            "-i" | "--in-interface" => m.in_iface = Some(mk(neg, arg!(tok).to_string())),
-            "-o" | "--out-interface" => m.out_iface = Some(mk(neg, arg!(tok).to_string())),
+            "-i" | "--in-interface" => m.in_iface = Some(mk(neg, iface(tok, arg!(tok))?)),
+            "-o" | "--out-interface" => m.out_iface = Some(mk(neg, iface(tok, arg!(tok))?)),
             "-p" | "--protocol" => {
                 let v = arg!(tok);
                 m.proto = names::parse_proto(v)?.map(|v| mk(neg, v));
@@ -1131,6 +1170,43 @@ COMMIT
                 xor: 1,
                 mask: u32::MAX
             })
+        );
+    }
+
+    #[test]
+    fn hostile_dumps_are_refused_with_the_line() {
+        let head = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n";
+        let e = |body: &str| {
+            import(&format!("{head}{body}"), "d")
+                .unwrap_err()
+                .to_string()
+        };
+        // Found by fuzz/fuzz_targets/iptables_import.rs: an interface name the TOML
+        // front end refuses was imported, and the TOML written did not load.
+        assert_eq!(
+            e("-A FORWARD -i et\"ssh x\" -j ACCEPT\nCOMMIT\n"),
+            "d:5: -i: \"etssh x\" is not an interface name (1-15 characters, optional trailing +)"
+        );
+        assert!(e("-A FORWARD -o sixteen-chars-xx -j ACCEPT\nCOMMIT\n").starts_with("d:5: -o: "));
+        assert_eq!(
+            e(":A - [0:0]\n:B - [0:0]\n-A FORWARD -j A\n-A A -j B\n-A B -g A\nCOMMIT\n"),
+            "d:8: table filter: chain loop A -> B -> A"
+        );
+        assert_eq!(
+            e(":A - [0:0]\n:A - [0:0]\n-A FORWARD -j A\nCOMMIT\n"),
+            "d:6: filter.A: chain \"A\" is defined twice"
+        );
+        assert_eq!(
+            e("-A FORWARD -j NOPE\nCOMMIT\n"),
+            "d:5: -j NOPE: not a supported target nor a chain of this table"
+        );
+        assert_eq!(
+            e("-A FORWARD -j ACCEPT\n"),
+            "d:5: table filter (opened at line 1) has no COMMIT: the dump ends here (truncated?); nothing imported"
+        );
+        assert!(
+            e("-A FORWARD -m set --match-set nope src -j DROP\nCOMMIT\n")
+                .starts_with("d:5: chain FORWARD: set \"nope\" is not defined")
         );
     }
 
