@@ -117,7 +117,7 @@ fn million_set_members() -> String {
 }
 
 /// The bounds asserted, per build (tests run in debug in CI): about 2x what the
-/// 2-core test VM measured (fwd/tests/ROBUSTNESS.md). 100k rules: debug 33 s,
+/// 2-core test VM measured (README.md, "Reliability"). 100k rules: debug 33 s,
 /// release 3.1 s, 430 MiB either way; 1M set members: debug 9.8 s, release 1.1 s,
 /// 270 MiB.
 fn bounds() -> (f64, f64) {

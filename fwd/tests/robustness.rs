@@ -4,7 +4,7 @@
 //! its reason (exactly), and forwards or drops each class as Linux's own forwarding
 //! does with the same frames (measured in a second testbed whose middle namespace
 //! forwards with the kernel), except for the differences documented in CLASSES.
-//! The table this test checks is in fwd/tests/ROBUSTNESS.md.
+//! The table this test checks is in the "Reliability" section of README.md.
 
 mod common;
 
