@@ -29,6 +29,8 @@ PACKET_OUTGOING = 4
 CLONE_NEWNET = 0x40000000
 
 GEN, SINK, GW_B = "198.18.0.2", "198.19.0.2", "198.19.0.1"
+# A second LAN host (the forwarder knows its MAC as the generator's).
+GEN2 = "198.18.0.3"
 
 
 def enter(ns):
@@ -218,6 +220,52 @@ def script():
     f = Flow("ping", "g", GEN, SINK, 1)
     st("ping.echo", "g", f, lambda f: IP(src=GEN, dst=SINK) / ICMP(type=8, id=0x1234, seq=1) / (b"e" * 32))
     st("ping.reply", "s", f, lambda f: echo_reply(f))
+
+    # A SYN sent twice before the answer: both NEW (the entry has no reply yet).
+    f = Flow("retrans", "g", GEN, SINK, 6, 40060, 80)
+    st("retrans.syn", "g", f, lambda f: f.orig(tcp("S", 600)))
+    st("retrans.syn-again", "g", f, lambda f: f.orig(tcp("S", 600)))
+    st("retrans.synack", "s", f, lambda f: f.reply(tcp("SA", 700, 601)))
+    st("retrans.ack", "g", f, lambda f: f.orig(tcp("A", 601, 701)))
+
+    # Refused by the sink: the only answer is a reset, the entry dies at once.
+    f = Flow("refused", "g", GEN, SINK, 6, 40061, 80)
+    st("refused.syn", "g", f, lambda f: f.orig(tcp("S", 800)))
+    st("refused.rst", "s", f, lambda f: f.reply(tcp("RA", 0, 801)))
+
+    # A new SYN on the tuple of a connection in TIME_WAIT reopens it (RFC 1122
+    # 4.2.2.13): a new entry, a new NAT binding.
+    f = Flow("reopen", "g", GEN, SINK, 6, 40002, 443)
+    tcp_open(f, 2500, 6500)
+
+    # Out of state: FIN+ACK and RST with no connection are INVALID.
+    f = Flow("stray-fin", "g", GEN, SINK, 6, 40062, 80)
+    st("stray-fin.fin", "g", f, lambda f: f.orig(tcp("FA", 900, 901)))
+    f = Flow("stray-rst", "g", GEN, SINK, 6, 40063, 80)
+    st("stray-rst.rst", "g", f, lambda f: f.orig(tcp("R", 950)))
+
+    # Two datagrams before the answer: both NEW.
+    f = Flow("udp-twice", "g", GEN, SINK, 17, 40064, 53)
+    st("udp-twice.query", "g", f, lambda f: f.orig(udp(), b"1" * 12))
+    st("udp-twice.query-again", "g", f, lambda f: f.orig(udp(), b"2" * 12))
+    st("udp-twice.answer", "s", f, lambda f: f.reply(udp(), b"3" * 12))
+
+    # An echo reply nobody asked for: INVALID. An ICMP error about the ping: RELATED,
+    # its quoted echo request translated back (address and id).
+    st("stray-echo-reply", "s", None, lambda f: IP(src=SINK, dst=GEN) / ICMP(type=0, id=0x5555, seq=1) / (b"r" * 8))
+    f = Flow("ping2", "g", GEN, SINK, 1)
+    st("ping2.echo", "g", f, lambda f: IP(src=GEN, dst=SINK) / ICMP(type=8, id=0x2345, seq=7) / (b"f" * 24))
+    st("ping2.time-exceeded", "s", f, lambda f: icmp_error(f, SINK, 11, 0))
+
+    # SNAT clashes: a second LAN host on web80's source port (its entry, in
+    # TIME_WAIT, holds 198.19.0.50:40001): the port must change, within its class
+    # (1-511, 600-1023, 1024-65535); Linux picks at random, so only the class is
+    # compared. Then the same for a port in 600-1023.
+    f = Flow("low", "g", GEN, SINK, 6, 700, 80)
+    tcp_open(f, 30000, 31000)
+    for name, sport in (("clash", 40001), ("clash-low", 700)):
+        f = Flow(name, "g", GEN2, SINK, 6, sport, 80)
+        tcp_open(f, 32000 + sport, 33000)
 
     # The port forward: outside connects to the forwarder's 8080, reaches the
     # generator's port 80; an ICMP error from the inside about it goes out
