@@ -3,7 +3,7 @@
 iptables) one packet at a time and records what arrived, for the conntrack/NAT
 differential test (fwd/tests/ct_differential.rs). Needs scapy (Debian's python3).
 
-run GEN_NS GEN_IF MAC_A SINK_NS SINK_IF MAC_B
+run GEN_NS GEN_IF MAC_A SINK_NS SINK_IF MAC_B [EXTRA,...]
     enter each namespace (setns) for one AF_PACKET socket on its interface, then
     play FLOWS in order: each step is one IPv4 packet sent from the generator ('g',
     to the forwarder's MAC_A) or the sink ('s', to MAC_B). A step waits until its
@@ -13,6 +13,8 @@ run GEN_NS GEN_IF MAC_A SINK_NS SINK_IF MAC_B
     forwarder's NAT choices. Prints one JSON line: {"steps": [...]}, each step with
     its id, side, what was sent, what arrived (fields and the IP packet in hex, or
     null), the answers, and whether it was skipped (a packet it answers never came).
+    EXTRA names optional steps to play too (see script()): sub-cases fwd is known to
+    get wrong, each run by a test of its own.
 
 The IP identification field names each step's packet (1, 2, ...); both forwarders
 keep it. The end hosts' own kernels must stay silent (their OUTPUT drops) so that
@@ -101,6 +103,7 @@ class Flow:
         self.src, self.dst, self.proto = src, dst, proto
         self.sport, self.dport = sport, dport
         self.seen = None  # fields() of the first packet at the far end
+        self.answer = None  # fields() of the first answer at the flow's own side
 
     def orig(self, l4, payload=b""):
         return IP(src=self.src, dst=self.dst) / l4(self.sport, self.dport) / payload
@@ -120,15 +123,16 @@ def udp():
     return lambda sp, dp: UDP(sport=sp, dport=dp)
 
 
-def script():
+def script(extras=()):
     """The flows, in the order played: (step id, side, flow, build) where build()
     returns the scapy packet (or None: skip, the packet it answers never came).
     build gets the flow as its argument: a closure over the loop variable would
     see the last flow."""
     steps = []
 
-    def st(sid, side, flow, build):
-        steps.append((sid, side, flow, build))
+    def st(sid, side, flow, build, extra=None):
+        if extra is None or extra in extras:
+            steps.append((sid, side, flow, build))
 
     def tcp_open(f, iss, irs):
         """Handshake: SYN from the flow's side, SYN+ACK back, ACK."""
@@ -161,6 +165,8 @@ def script():
     tcp_open(f, 3000, 7000)
     st("open443.data", "g", f, lambda f: f.orig(tcp("PA", 3001, 7001), b"x" * 10))
     st("open443.data-ack", "s", f, lambda f: f.reply(tcp("A", 7001, 3011)))
+    # Far beyond the receiver's window: Linux's tcp_in_window makes it INVALID.
+    st("open443.out-of-window", "g", f, lambda f: f.orig(tcp("PA", 3011 + 10**8, 7001), b"w" * 10), extra="window")
 
     # Reset by the sink: CLOSE.
     f = Flow("reset", "g", GEN, SINK, 6, 40004, 80)
@@ -215,6 +221,8 @@ def script():
     f = Flow("masq", "g", GEN, SINK, 17, 40050, 7000)
     st("masq.dgram", "g", f, lambda f: f.orig(udp(), b"m" * 16))
     st("masq.reply", "s", f, lambda f: f.reply(udp(), b"M" * 16))
+    # An ICMP error from outside about it, to the forwarder's own address.
+    st("masq.icmp", "s", f, lambda f: icmp_error(f, SINK, 3, 3))
 
     # Ping out and its reply.
     f = Flow("ping", "g", GEN, SINK, 1)
@@ -275,6 +283,9 @@ def script():
     st("dnat.data", "s", f, lambda f: f.orig(tcp("PA", 11001, 21001), b"d" * 50))
     st("dnat.data-reply", "g", f, lambda f: f.reply(tcp("PA", 21001, 11051), b"D" * 70))
     st("dnat.icmp", "g", f, lambda f: icmp_error(f, GEN, 3, 4, mtu=1400))
+    # Path MTU discovery from outside: an ICMP error about the server's answer, to
+    # the forwarder's own address, quoting the forwarded port as source.
+    st("dnat.icmp-out", "s", f, lambda f: icmp_error_about(f.answer, SINK, 3, 4, mtu=1300), extra="dnat-icmp-out")
     st("dnat.fin", "s", f, lambda f: f.orig(tcp("FA", 11051, 21071)))
     st("dnat.fin-reply", "g", f, lambda f: f.reply(tcp("FA", 21071, 11052)))
     st("dnat.last-ack", "s", f, lambda f: f.orig(tcp("A", 11052, 21072)))
@@ -283,11 +294,16 @@ def script():
 
 def icmp_error(f, src, t, c, mtu=0):
     """An ICMP error from `src` about the flow's first packet as it arrived."""
-    if f.seen is None:
+    return icmp_error_about(f.seen, src, t, c, mtu)
+
+
+def icmp_error_about(seen, src, t, c, mtu=0):
+    """An ICMP error from `src` about a packet as it arrived (fields() + hex)."""
+    if seen is None:
         return None
-    quoted = bytes.fromhex(f.seen["hex"])
+    quoted = bytes.fromhex(seen["hex"])
     hl = (quoted[0] & 0xF) * 4
-    return IP(src=src, dst=f.seen["src"]) / ICMP(type=t, code=c, nexthopmtu=mtu) / Raw(quoted[: hl + 8])
+    return IP(src=src, dst=seen["src"]) / ICMP(type=t, code=c, nexthopmtu=mtu) / Raw(quoted[: hl + 8])
 
 
 def echo_reply(f):
@@ -297,14 +313,14 @@ def echo_reply(f):
     return IP(src=s["dst"], dst=s["src"]) / ICMP(type=0, id=s["id"], seq=s["seq"]) / (b"e" * 32)
 
 
-def run(gen_ns, gen_if, mac_a, sink_ns, sink_if, mac_b):
+def run(gen_ns, gen_if, mac_a, sink_ns, sink_if, mac_b, extras=""):
     socks = {"g": open_port(gen_ns, gen_if), "s": open_port(sink_ns, sink_if)}
     own = {k: s.getsockname()[4] for k, s in socks.items()}
     to = {"g": bytes.fromhex(mac_a.replace(":", "")), "s": bytes.fromhex(mac_b.replace(":", ""))}
     by_sock = {s: k for k, s in socks.items()}
     out = []
     deadline = time.time() + 40
-    for n, (sid, side, flow, build) in enumerate(script(), start=1):
+    for n, (sid, side, flow, build) in enumerate(script(extras.split(",")), start=1):
         assert time.time() < deadline, "ct_flows: script took over 40 s"
         pkt = build(flow)
         rec = {"id": sid, "side": side, "sent": None, "arrived": None, "answers": [], "skipped": pkt is None}
@@ -330,6 +346,8 @@ def run(gen_ns, gen_if, mac_a, sink_ns, sink_if, mac_b):
                     rec["arrived"] = dict(fields(got), hex=got.hex())
                     if flow is not None and flow.seen is None and side == flow.side:
                         flow.seen = rec["arrived"]
+                    if flow is not None and flow.answer is None and side != flow.side:
+                        flow.answer = rec["arrived"]
                 elif at == side:
                     rec["answers"].append(fields(got))
                 else:
@@ -338,8 +356,8 @@ def run(gen_ns, gen_if, mac_a, sink_ns, sink_if, mac_b):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 8 and sys.argv[1] == "run":
-        run(*sys.argv[2:8])
+    if len(sys.argv) in (8, 9) and sys.argv[1] == "run":
+        run(*sys.argv[2:9])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
