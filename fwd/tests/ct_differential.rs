@@ -70,6 +70,8 @@ enum PortChoice {
     /// same class (nf_nat_l4proto_unique_tuple: 1-511, 600-1023, 1024-65535), Linux
     /// at random.
     Clash,
+    /// The same for an ICMP echo id: any other id.
+    IdClash,
 }
 
 impl PortChoice {
@@ -78,6 +80,7 @@ impl PortChoice {
         match name {
             "masq" => Some(PortChoice::Masquerade),
             "clash" | "clash-low" => Some(PortChoice::Clash),
+            "ping-clash" => Some(PortChoice::IdClash),
             _ => None,
         }
     }
@@ -86,10 +89,28 @@ impl PortChoice {
     fn of_entry(orig: &str) -> Option<PortChoice> {
         if orig.ends_with("dport=7000") {
             Some(PortChoice::Masquerade)
+        } else if orig.starts_with("src=198.18.0.3 ") && orig.contains(" id=") {
+            Some(PortChoice::IdClash)
         } else if orig.starts_with("src=198.18.0.3 ") {
             Some(PortChoice::Clash)
         } else {
             None
+        }
+    }
+
+    /// The field that carries the choice: the source port, or the echo id.
+    fn key(self) -> &'static str {
+        match self {
+            PortChoice::IdClash => "id",
+            _ => "sport",
+        }
+    }
+
+    /// The same in a connection-table entry's original and reply tuples.
+    fn entry_keys(self) -> (&'static str, &'static str) {
+        match self {
+            PortChoice::IdClash => ("id=", "id="),
+            _ => ("sport=", "dport="),
         }
     }
 
@@ -101,6 +122,7 @@ impl PortChoice {
         };
         match self {
             PortChoice::Masquerade => kernel == orig && (61000..=65535).contains(&fwd),
+            PortChoice::IdClash => kernel != orig && fwd != orig,
             PortChoice::Clash => {
                 kernel != orig
                     && fwd != orig
@@ -384,15 +406,16 @@ fn same_step(k: &Value, f: &Value) -> bool {
     match (&k["arrived"], &f["arrived"], PortChoice::of_flow(flow)) {
         (Value::Null, Value::Null, _) => true,
         (ka, fa, Some(choice)) if k["side"] == "g" && !fa.is_null() => {
-            // All but the source port (and so the checksum) as the kernel's.
+            // All but the source port or echo id (and so the checksum) as the
+            // kernel's.
             let without_port = |a: &Value| {
                 let mut a = a.clone();
-                for key in ["sport", "hex"] {
+                for key in [choice.key(), "hex"] {
                     a.as_object_mut().unwrap().remove(key);
                 }
                 a
             };
-            let port = |a: &Value| a["sport"].as_u64().unwrap_or(0);
+            let port = |a: &Value| a[choice.key()].as_u64().unwrap_or(0);
             without_port(ka) == without_port(fa) && choice.ok(port(&k["sent"]), port(ka), port(fa))
         }
         (ka, fa, _) => ka["hex"] == fa["hex"],
@@ -515,9 +538,10 @@ fn compare(k: &Side, f: &Side, names: &[(String, String)], allowed: &[Counter]) 
 /// choice ([`PortChoice`]), the reply tuple's destination port follows its rule.
 fn same_flow(k: &CtFlow, f: &CtFlow) -> bool {
     if let Some(choice) = PortChoice::of_entry(&k.orig) {
+        let (orig_key, reply_key) = choice.entry_keys();
         let strip = |r: &str| -> String {
             r.split(' ')
-                .filter(|w| !w.starts_with("dport="))
+                .filter(|w| !w.starts_with(reply_key))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -534,9 +558,9 @@ fn same_flow(k: &CtFlow, f: &CtFlow) -> bool {
             reply: strip(&f.reply),
             ..f.clone()
         } && choice.ok(
-            port(&k.orig, "sport="),
-            port(&k.reply, "dport="),
-            port(&f.reply, "dport="),
+            port(&k.orig, orig_key),
+            port(&k.reply, reply_key),
+            port(&f.reply, reply_key),
         );
     }
     k == f
@@ -544,7 +568,7 @@ fn same_flow(k: &CtFlow, f: &CtFlow) -> bool {
 
 /// What the kernel must do with the script, whatever fwd does: so that a setup that
 /// drops everything on both sides (or translates nothing) cannot pass.
-const KERNEL_DOES: [(&str, &str); 28] = [
+const KERNEL_DOES: [(&str, &str); 29] = [
     ("web80.syn", "arrived tcp 198.19.0.50:40001 -> 198.19.0.2:80 flags 0x02"),
     ("web80.last-ack", "arrived tcp 198.19.0.50:40001 -> 198.19.0.2:80 flags 0x10"),
     ("close-by-sink.last-ack", "arrived tcp 198.19.0.2:443 -> 198.18.0.2:40002"),
@@ -570,6 +594,7 @@ const KERNEL_DOES: [(&str, &str); 28] = [
     ("ping2.time-exceeded", "arrived icmp 198.19.0.2 -> 198.18.0.2 type 11/0 ttl 63 quoting [icmp 198.18.0.2 -> 198.19.0.2 type 8/0 id 9029]"),
     ("clash.ack", "arrived tcp 198.19.0.50:"),
     ("clash-low.synack", "arrived tcp 198.19.0.2:80 -> 198.18.0.3:700 flags 0x12"),
+    ("ping-clash.reply", "arrived icmp 198.19.0.2 -> 198.18.0.3 type 0/0 id 4660"),
     ("masq.icmp", "arrived icmp 198.19.0.2 -> 198.18.0.2 type 3/3 ttl 63 quoting [udp 198.18.0.2:40050 -> 198.19.0.2:7000]"),
     // Optional steps (played by the tests that name them).
     ("open443.out-of-window", "dropped"),
@@ -600,7 +625,7 @@ fn differential(allow_kernel_resets_in_nat: bool, extras: &[&str]) -> String {
     // Every connection the script opens and the rules let through (the reopened
     // one replaced, the refused one gone); none for what was rejected, dropped or
     // INVALID.
-    assert_eq!(kernel.flows.len(), 16, "kernel: {:#?}", kernel.flows);
+    assert_eq!(kernel.flows.len(), 17, "kernel: {:#?}", kernel.flows);
     let allowed = if allow_kernel_resets_in_nat {
         allowance(&kernel, &names)
     } else {

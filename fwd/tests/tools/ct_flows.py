@@ -25,7 +25,7 @@ import ctypes, json, os, select, socket, struct, sys, time
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Raw
 
-WAIT = 0.25
+WAIT = 0.5
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 CLONE_NEWNET = 0x40000000
@@ -274,6 +274,10 @@ def script(extras=()):
     for name, sport in (("clash", 40001), ("clash-low", 700)):
         f = Flow(name, "g", GEN2, SINK, 6, sport, 80)
         tcp_open(f, 32000 + sport, 33000)
+    # And for an echo id: the second host pings with the first one's id.
+    f = Flow("ping-clash", "g", GEN2, SINK, 1)
+    st("ping-clash.echo", "g", f, lambda f: IP(src=GEN2, dst=SINK) / ICMP(type=8, id=0x1234, seq=2) / (b"c" * 32))
+    st("ping-clash.reply", "s", f, lambda f: echo_reply(f))
 
     # The port forward: outside connects to the forwarder's 8080, reaches the
     # generator's port 80; an ICMP error from the inside about it goes out
