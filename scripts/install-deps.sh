@@ -11,6 +11,8 @@ PKGS=(
   # testbed and tests
   iproute2 iputils-ping ethtool iptables nftables ipset iperf3 tcpdump socat bpftool
   python3-scapy python3-matplotlib
+  # conntrack -L: the kernel's table in fwd/tests/ct_differential.rs
+  conntrack
 )
 
 missing=()

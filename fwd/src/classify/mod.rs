@@ -427,11 +427,13 @@ impl Compiler<'_> {
                 accepts: Vec::new(),
             };
             // The nat table only sees a connection's first packet: a guard that skips
-            // the whole block (policy included) unless ctstate has NEW.
+            // the whole block (policy included) unless ctstate has NEW and the
+            // binding is still to be made (a retransmitted SYN is NEW too).
             let nat_guard = (table == Table::Nat).then(|| {
                 self.used.ctstate = true;
+                self.used.ctstatus = true;
                 entries.push(Entry {
-                    pred: Pred::ctstate_guard(ctstate::NEW),
+                    pred: Pred::nat_guard(),
                     counter: NO_COUNTER,
                     action: Action::Guard { fail: 0 },
                 });

@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashSet;
 
-use crate::packet::meta::{ctstate, Family, PacketMeta};
+use crate::packet::meta::{ctstate, ctstatus, Family, PacketMeta};
 use crate::rules::{iface_matches, net_family, AddrSet, Matches, Neg, ICMP_ANY};
 use ipnet::IpNet;
 
@@ -268,10 +268,12 @@ impl Pred {
         }
     }
 
-    /// Matches when `meta.ctstate` has one of `bits` (the nat table's guard).
-    pub fn ctstate_guard(bits: u8) -> Pred {
+    /// The nat table's guard: a NEW packet whose binding for this hook is not made
+    /// yet ([`ctstatus::NAT_DONE`] clear), i.e. a connection's first packet.
+    pub fn nat_guard() -> Pred {
         Pred {
-            ctstate: Some((bits, false)),
+            ctstate: Some((ctstate::NEW, false)),
+            ctstatus: Some((ctstatus::NAT_DONE, true, true)),
             ..Pred::default()
         }
     }

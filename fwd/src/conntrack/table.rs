@@ -235,10 +235,16 @@ impl Table {
     ) -> Option<CtResult> {
         let t = &self.timeouts;
         let c = &mut self.conns[idx as usize];
+        let mut account = true;
         let timeout = match l4 {
             L4::Tcp => match tcp::packet(&mut c.tcp, &mut c.status, dir, meta.tcp_flags, &t.tcp) {
                 TcpOutcome::Refresh(x) => Some(x),
-                TcpOutcome::Keep => None,
+                TcpOutcome::Keep => {
+                    // tcp_packet returns before nf_ct_refresh_acct: an ignored
+                    // segment or a retransmitted SYN is not counted in the entry.
+                    account = false;
+                    None
+                }
                 TcpOutcome::Invalid => {
                     self.stats.invalid += 1;
                     return Some(CtResult::INVALID);
@@ -267,8 +273,10 @@ impl Table {
         if let Some(x) = timeout {
             c.expires = now + x;
         }
-        c.packets[dir.index()] += 1;
-        c.bytes[dir.index()] += u64::from(meta.ip_len);
+        if account {
+            c.packets[dir.index()] += 1;
+            c.bytes[dir.index()] += u64::from(meta.ip_len);
+        }
         if dir == Dir::Reply {
             c.status |= SEEN_REPLY;
         }

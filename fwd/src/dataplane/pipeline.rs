@@ -19,7 +19,7 @@ use crate::{
         ethernet, icmp_error,
         ipv4::Ipv4Packet,
         ipv6::Ipv6Packet,
-        meta::{ctstate, Family, PacketMeta, NO_PORT},
+        meta::{ctstate, ctstatus, Family, PacketMeta, NO_PORT},
         parse::{self, ParseError},
         reject,
     },
@@ -242,7 +242,7 @@ impl Router<'_> {
         };
         if let Some(r) = &ct {
             meta.ctstate = ctstate_bits(r);
-            meta.ctstatus = ctstatus_bits(r.status);
+            meta.ctstatus = ctstatus_bits(r.status) | self.nat_done(r, Manip::Dst);
         }
         let outcome = self.route_tracked(buf, len, in_port, meta, ct.as_ref());
         // nf_conntrack_confirm: a NEW entry lives on only if its packet got through.
@@ -325,6 +325,9 @@ impl Router<'_> {
                 return self.reject(buf, len, in_port, meta, with);
             }
         }
+        if let Some(r) = ct {
+            meta.ctstatus = (meta.ctstatus & !ctstatus::NAT_DONE) | self.nat_done(r, Manip::Src);
+        }
         match self.hook(Hook::Postrouting, HookPart::All, meta, *len) {
             Verdict::Accept => {}
             _ => {
@@ -343,6 +346,18 @@ impl Router<'_> {
             addr: route.via.map_or(meta.dst, |v| super::ip_to_u128(v).1),
         };
         Outcome::Forward(out, nh)
+    }
+
+    /// [`ctstatus::NAT_DONE`] for the nat table at `manip`'s hook: set once the
+    /// entry has its binding (nf_nat_initialized), so that only a connection's first
+    /// packet runs the nat chains, not every packet that is still NEW (a
+    /// retransmitted SYN, a second datagram before the reply).
+    #[inline]
+    fn nat_done(&self, r: &CtResult, manip: Manip) -> u8 {
+        match (self.ct.as_deref(), r.handle) {
+            (Some(table), Some(h)) if !table.needs_nat_setup(h, manip) => ctstatus::NAT_DONE,
+            _ => 0,
+        }
     }
 
     /// nf_nat_inet_fn at one hook: on a flow's first packet set up the binding the

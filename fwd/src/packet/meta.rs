@@ -77,6 +77,11 @@ pub mod ctstatus {
     pub const SEEN_REPLY: u8 = 2;
     pub const ASSURED: u8 = 4;
     pub const CONFIRMED: u8 = 8;
+    /// Ours, never in a rule's mask: the nat table's decision for the hook being
+    /// run is already made (Linux's IPS_DST_NAT_DONE in PREROUTING, IPS_SRC_NAT_DONE
+    /// in POSTROUTING: nf_nat_initialized). The dataplane sets it per hook; the nat
+    /// table is skipped when it is set, even for a packet that is still NEW.
+    pub const NAT_DONE: u8 = 0x80;
 }
 
 pub const NO_PORT: u16 = u16::MAX;

@@ -7,7 +7,7 @@ use super::{
     conntrack_matches, iface_matches, net_contains, Env, Hook, HookPart, Matches, Policy,
     RuleCounters, Ruleset, Table, Target, Verdict,
 };
-use crate::packet::meta::{ctstate, Family, PacketMeta, NO_PORT};
+use crate::packet::meta::{ctstate, ctstatus, Family, PacketMeta, NO_PORT};
 
 pub struct LinearEvaluator<'a> {
     rs: &'a Ruleset,
@@ -86,8 +86,11 @@ impl<'a> LinearEvaluator<'a> {
                 continue;
             }
             // The nat table only sees a connection's first packet (nf_nat_inet_fn
-            // looks the binding up for the others); untracked packets never.
-            if table == Table::Nat && meta.ctstate & ctstate::NEW == 0 {
+            // looks the binding up for the others, NEW ones included: a retransmitted
+            // SYN, a second datagram before the reply); untracked packets never.
+            if table == Table::Nat
+                && (meta.ctstate & ctstate::NEW == 0 || meta.ctstatus & ctstatus::NAT_DONE != 0)
+            {
                 continue;
             }
             if let Some(ci) = self.rs.chain_index(table, hook.chain_name()) {
@@ -533,6 +536,13 @@ mod tests {
             ev.run_hook(Hook::Forward, &mut p, 0, &mut c),
             Verdict::Accept
         );
+        // So does a packet still NEW whose binding is made: a retransmitted SYN.
+        let mut p = tcp(8080);
+        p.ctstate = ctstate::NEW;
+        p.ctstatus = ctstatus::NAT_DONE;
+        ev.run_hook(Hook::Prerouting, &mut p, 0, &mut c);
+        assert_eq!(p.nat, 0);
+        assert_eq!(c.get(rs.rule_id(nat_pre, 0)).packets, 1);
 
         // NOTRACK in raw: UNTRACKED from then on, so nat does not see it either.
         let mut p = tcp(9);
@@ -545,7 +555,6 @@ mod tests {
 
     #[test]
     fn ctstatus_without_a_connection_follows_xt_conntrack() {
-        use crate::packet::meta::ctstatus;
         use crate::rules::conntrack_matches;
         let status = Matches {
             ctstatus: Some(Neg::not(ctstatus::ASSURED)),

@@ -541,7 +541,13 @@ pub fn random_packet(rng: &mut Rng, opts: GenOptions) -> PacketMeta {
             0
         },
         ctstatus: if opts.stateful {
+            // NAT_DONE: a packet whose nat binding is made (the nat table's guard).
             rng.below(16) as u8
+                | if rng.chance(25) {
+                    crate::packet::meta::ctstatus::NAT_DONE
+                } else {
+                    0
+                }
         } else {
             0
         },

@@ -3,6 +3,8 @@
 //! the test panics) and a running fwd daemon in its middle namespace.
 #![allow(dead_code)]
 
+pub mod kernel;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},

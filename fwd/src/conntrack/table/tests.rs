@@ -176,6 +176,23 @@ fn retransmitted_syn_keeps_the_entry_and_does_not_renew_its_timer() {
     assert_eq!(r2.state, CtState::New);
     assert_eq!(tcp_state(&t, &r2, 50 * SEC), (TcpState::SynSent, 70));
     assert_eq!(t.len(), 1);
+    // Nor is it counted (Linux returns before nf_ct_refresh_acct), as conntrack -L
+    // shows with nf_conntrack_acct=1.
+    let v = t.flow(r.handle.unwrap(), 50 * SEC).unwrap();
+    assert_eq!((v.packets, v.bytes), ([1, 0], [40, 0]));
+}
+
+#[test]
+fn ignored_segments_are_not_counted_in_the_entry() {
+    let mut t = table(64);
+    go(&mut t, &c2s(SYN), 0);
+    go(&mut t, &s2c(SYN | ACK), 0);
+    let r = go(&mut t, &c2s(ACK), 0);
+    // A SYN+ACK in ESTABLISHED is TCP_CONNTRACK_IGNORE: let through, not counted.
+    let ignored = go(&mut t, &s2c(SYN | ACK), 0);
+    assert_eq!(ignored.state, CtState::Established);
+    let v = t.flow(r.handle.unwrap(), 0).unwrap();
+    assert_eq!(v.packets, [2, 1]);
 }
 
 #[test]
