@@ -190,8 +190,13 @@ static __always_inline int fwd_owns(void *l4, void *data_end, __u8 proto, int v6
 			}
 			if ((void *)(inner_l4 + 8) > data_end)
 				return 0;
-			if (inner_proto == IPPROTO_TCP || inner_proto == IPPROTO_UDP)
-				return in_nat_range(bpf_ntohs(*(__be16 *)inner_l4));
+			/* The quoted packet left from our address: its source port is a NAT
+			 * port, or a forwarded port (replies of a port forward). */
+			if (inner_proto == IPPROTO_TCP || inner_proto == IPPROTO_UDP) {
+				__u16 sport = bpf_ntohs(*(__be16 *)inner_l4);
+
+				return in_nat_range(sport) || dnat_port(inner_proto, sport);
+			}
 			if (inner_proto == icmp)
 				return in_nat_range(bpf_ntohs(*(__be16 *)(inner_l4 + 4)));
 		}

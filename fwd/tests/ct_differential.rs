@@ -664,16 +664,11 @@ fn rejects_reset_is_counted_in_nat_postrouting_like_the_kernel() {
     agrees_with_the_kernel(false, &[]);
 }
 
-/// Path MTU discovery towards a port-forwarded server: the outside host's "fragmentation
-/// needed" about the server's answer is addressed to the forwarder's own address and
-/// quotes the forwarded port (8080) as source. Linux finds the connection (RELATED),
-/// translates it back and forwards it to the server. fwd's XDP program steers ICMP
-/// errors to fwd only when the quoted source port is in NAT_LOCAL_PORTS, not when it
-/// is a DNAT port (bpf/xdp_fwd.bpf.c `fwd_owns`: the check for TCP/UDP errors wants
-/// `|| dnat_port(inner_proto, port)` too), so the error goes to fwd's namespace's
-/// kernel, which drops it.
+/// An ICMP error about the port forward's reply (e.g. fragmentation needed for
+/// path-MTU discovery), sent to the forwarder's own address: Linux translates it
+/// back and forwards it to the server; fwd's XDP program steers it to fwd because
+/// the quoted source port is a DNAT'd port (`fwd_owns` in bpf/xdp_fwd.bpf.c).
 #[test]
-#[ignore = "fwd's XDP program does not steer ICMP errors quoting a DNAT'd port to fwd"]
 fn icmp_error_about_a_port_forward_reaches_the_server_like_the_kernel() {
     agrees_with_the_kernel(true, &["dnat-icmp-out"]);
 }
