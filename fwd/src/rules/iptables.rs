@@ -330,7 +330,12 @@ pub fn import_with_sets(
             },
             ModelError::DuplicateSet(_) => 0,
         };
-        err(line, e.to_string())
+        // A target error names the rule's place itself; the line says it better.
+        let msg = match &e {
+            ModelError::Target { what, .. } if line > 0 => what.clone(),
+            _ => e.to_string(),
+        };
+        err(line, msg)
     })?;
     Ok((rs, report))
 }
