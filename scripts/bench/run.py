@@ -282,6 +282,8 @@ interface = "{IF_B}"
 [workers]
 cores = [{FWD_CORE}]
 ring_size = 2048
+# A forwarding core of its own spins, as DPDK's lcores do: no poll(2) sleeps.
+idle_spins = 0
 """
     if with_rules:
         rules = ",\n".join(f'  {{ src = "{a}/32", proto = "udp", dport = "{p}", action = "DROP" }}'
