@@ -181,6 +181,11 @@ fn classify(
         .map(|p| c.candidates(Hook::Forward, p))
         .sum::<usize>() as f64
         / packets.len().max(1) as f64;
+    let checks = packets
+        .iter()
+        .map(|p| c.checks(Hook::Forward, p))
+        .sum::<usize>() as f64
+        / packets.len().max(1) as f64;
     let min = Duration::from_millis(500);
     let mut counters = RuleCounters::new(rs.counter_len());
     let ns = time_per_packet(&packets, min, |m| {
@@ -213,6 +218,8 @@ fn classify(
                 "cache_hit_rate": round(cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64 * 100.0) / 100.0,
                 "build_ms": round(build_ms),
                 "avg_candidates": round(avg_candidates),
+                "avg_checks": round(checks),
+                "partitions_v4": c.partitions(Hook::Forward).0,
                 "memory_bytes": memory,
                 "command": command,
             })
@@ -241,7 +248,8 @@ fn classify(
             ns_linear.wall,
             cpu(ns_linear)
         );
-        println!("candidates/pkt:     {avg_candidates:.1}");
+        println!("candidates/pkt:     {avg_candidates:.1} in leaves, {checks:.1} checked");
+        println!("trees (v4, v6):     {:?}", c.partitions(Hook::Forward));
         println!("build:              {build_ms:.1} ms");
         println!(
             "memory:             {:.1} MiB",

@@ -1,0 +1,438 @@
+//! One family's half of a hook program, laid out for the lookup: only the entries a
+//! packet of that family can reach ("slots", in program order, jump targets renumbered),
+//! a compact match table (one cache line per slot), and one decision tree per
+//! partition of the slots (EffiCuts: rules wildcard in a field go to a tree that does
+//! not cut that field, so they are not copied into every leaf).
+//!
+//! A packet walks the program from slot 0; only "events" move it: a matching entry, or
+//! any jump guard in a leaf (it transfers past its callee block when it does not match).
+//! Each step takes the smallest event at or after the current slot over all partitions,
+//! scanning a partition's leaf only below the best event found so far.
+
+use super::pred::{Pred, PredTables};
+use super::tree::{land_after, Flow, Item, KeyInt, Node, Tree, DIMS};
+use super::{Action, Entry, Trace, NO_COUNTER};
+use crate::packet::meta::PacketMeta;
+use crate::rules::{RuleCounters, Verdict};
+
+/// At most this many partitions per family (a bitmask tracks which were looked up).
+pub const MAX_PARTS: usize = 8;
+const _: () = assert!(MAX_PARTS >= 7, "partition() makes up to 7 groups");
+
+/// An address-sized key element: u32 for IPv4 programs, u128 for IPv6.
+pub trait Addr: KeyInt + Copy + Ord + Default {
+    /// Truncates; the compiler clamps bounds to the family's space first.
+    fn from_u128(v: u128) -> Self;
+    fn wrapping_sub(self, o: Self) -> Self;
+}
+
+impl Addr for u32 {
+    #[inline(always)]
+    fn from_u128(v: u128) -> u32 {
+        v.min(u128::from(u32::MAX)) as u32
+    }
+    #[inline(always)]
+    fn wrapping_sub(self, o: u32) -> u32 {
+        u32::wrapping_sub(self, o)
+    }
+}
+
+impl Addr for u128 {
+    #[inline(always)]
+    fn from_u128(v: u128) -> u128 {
+        v
+    }
+    #[inline(always)]
+    fn wrapping_sub(self, o: u128) -> u128 {
+        u128::wrapping_sub(self, o)
+    }
+}
+
+/// The full Pred must hold too (something the box and mark fields do not say).
+const RESIDUAL: u32 = 1;
+/// A jump guard: an event whenever it is a candidate; matching decides where to go.
+const GUARD: u32 = 2;
+
+/// What one slot needs to say "this packet may match": the box (src, dst, sport, dport,
+/// proto as `lo..=lo+span`, intersected with the boxes of the jumps around it), a mark
+/// test, and whether the full predicate must be consulted. 64 bytes for IPv4.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Compact<A> {
+    lo: [A; DIMS],
+    span: [A; DIMS],
+    mark_mask: u32,
+    mark_value: u32,
+    flags: u32,
+    /// Index into the hook's entries (for the residual predicate).
+    entry: u32,
+    /// Position in the family program (leaves copy the slot's `Compact`).
+    slot: u32,
+}
+
+impl<A: Addr> Compact<A> {
+    #[inline(always)]
+    fn in_box(&self, key: &[A; DIMS], mark: u32) -> bool {
+        let mut hit = mark & self.mark_mask == self.mark_value;
+        for ((k, lo), span) in key.iter().zip(&self.lo).zip(&self.span) {
+            hit &= k.wrapping_sub(*lo) <= *span;
+        }
+        hit
+    }
+}
+
+/// What a slot does once it is an event; transfer targets are slots.
+#[derive(Clone, Copy, Debug)]
+struct Act {
+    counter: u32,
+    action: Action,
+}
+
+struct Part<A> {
+    tree: Tree,
+    /// The leaves' candidates as copies of their `Compact` (laid out like
+    /// `tree.leaves`, which is then dropped): a leaf scan reads memory in order.
+    leaves: Vec<Compact<A>>,
+    /// Smallest and largest slot in the partition.
+    min: u32,
+    max: u32,
+    slots: u32,
+}
+
+pub struct FamilyProgram<A> {
+    acts: Vec<Act>,
+    parts: Vec<Part<A>>,
+}
+
+/// One entry as the family builder sees it: the entry index and its placement box.
+pub struct SlotSrc {
+    pub entry: u32,
+    pub bounds: [(u128, u128); DIMS],
+}
+
+/// Per dimension: a field is "large" for partitioning when its range covers more than
+/// 1/2^LARGE_SHIFT of the space (measured on ClassBench acl/fw/ipc: 8 keeps /8 prefixes
+/// with the specific ones, which ClassBench clusters under the same /16s anyway).
+const LARGE_SHIFT: u32 = 8;
+
+impl<A: Addr> FamilyProgram<A> {
+    /// `slots`: the entries reachable in this family, in program order.
+    pub fn build(entries: &[Entry], slots: &[SlotSrc], bits: [u8; DIMS]) -> FamilyProgram<A> {
+        // slot_of[e]: the first slot at or after entry e.
+        let mut slot_of = vec![slots.len() as u32; entries.len() + 1];
+        {
+            let mut s = slots.len();
+            for e in (0..=entries.len()).rev() {
+                if s > 0 && slots[s - 1].entry as usize >= e {
+                    s -= 1;
+                    while s > 0 && slots[s - 1].entry as usize >= e {
+                        s -= 1;
+                    }
+                }
+                slot_of[e] = s as u32;
+            }
+        }
+        let to_slot = |e: u32| slot_of[e as usize];
+        let mut matches: Vec<Compact<A>> = Vec::with_capacity(slots.len());
+        let mut acts = Vec::with_capacity(slots.len());
+        let mut items = Vec::with_capacity(slots.len());
+        let mut targets = Vec::with_capacity(slots.len());
+        for s in slots {
+            let e = &entries[s.entry as usize];
+            let action = match e.action {
+                Action::Guard { fail } => Action::Guard {
+                    fail: to_slot(fail),
+                },
+                Action::Skip(to) => Action::Skip(to_slot(to)),
+                Action::Accept(to) => Action::Accept(to_slot(to)),
+                a => a,
+            };
+            let (flow, target) = match action {
+                Action::Count | Action::Mark { .. } | Action::Log => (Flow::Next, None),
+                Action::Guard { fail } => (Flow::Next, Some(fail)),
+                Action::Skip(to) | Action::Accept(to) => (Flow::Transfer(to), Some(to)),
+                Action::Drop => (Flow::End, None),
+            };
+            let (mark_mask, mark_value, mark_residual) = match e.pred.mark {
+                Some((value, mask, false)) => (mask, value & mask, value & !mask != 0),
+                _ => (0, 0, false),
+            };
+            let mut flags = 0;
+            if needs_residual(&e.pred) || mark_residual {
+                flags |= RESIDUAL;
+            }
+            if matches!(action, Action::Guard { .. }) {
+                flags |= GUARD;
+            }
+            let lo = s.bounds.map(|b| A::from_u128(b.0));
+            let hi = s.bounds.map(|b| A::from_u128(b.1));
+            matches.push(Compact {
+                lo,
+                span: std::array::from_fn(|d| hi[d].wrapping_sub(lo[d])),
+                mark_mask,
+                mark_value,
+                flags,
+                entry: s.entry,
+                slot: matches.len() as u32,
+            });
+            acts.push(Act {
+                counter: e.counter,
+                action,
+            });
+            // No key is above NO_L4 in a port dimension: a bound reaching it reaches the
+            // end of the tree's space, so regions past it still count as inside the box.
+            let mut bounds = s.bounds;
+            for (d, b) in bounds.iter_mut().enumerate() {
+                if b.1 == u128::from(super::NO_L4) && bits[d] == 17 {
+                    b.1 = (1 << 17) - 1;
+                }
+            }
+            items.push(Item {
+                bounds,
+                box_only: e.pred.box_only(),
+                flow,
+            });
+            targets.push(target);
+        }
+        let land = land_after(&targets);
+        let parts = partition(&items, bits)
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|list| {
+                let mut tree = Tree::build(&items, &land, list.clone(), bits);
+                let leaves = tree.leaves.iter().map(|&s| matches[s as usize]).collect();
+                tree.leaves = Vec::new();
+                Part {
+                    min: list[0],
+                    max: *list.last().expect("not empty"),
+                    slots: list.len() as u32,
+                    tree,
+                    leaves,
+                }
+            })
+            .collect();
+        FamilyProgram { acts, parts }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.acts.capacity() * std::mem::size_of::<Act>()
+            + self.parts.capacity() * std::mem::size_of::<Part<A>>()
+            + self
+                .parts
+                .iter()
+                .map(|p| p.tree.memory_bytes() + p.leaves.capacity() * size_of::<Compact<A>>())
+                .sum::<usize>()
+    }
+
+    /// Candidates the trees hand `key` (diagnostics).
+    pub fn candidates(&self, key: &[A; DIMS]) -> usize {
+        self.parts
+            .iter()
+            .map(|p| {
+                let mut n = p.tree.root();
+                while !n.is_leaf() {
+                    n = p.tree.step(n, key);
+                }
+                n.leaf_range().len()
+            })
+            .sum()
+    }
+
+    /// Partitions (diagnostics).
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Per partition: slots, nodes, leaf slots, depth (diagnostics).
+    pub fn part_stats(&self) -> Vec<[usize; 4]> {
+        self.parts
+            .iter()
+            .map(|p| {
+                let (nodes, _, depth) = p.tree.shape();
+                [p.slots as usize, nodes, p.leaves.len(), depth]
+            })
+            .collect()
+    }
+
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        key: &[A; DIMS],
+        meta: &mut PacketMeta,
+        bytes: u64,
+        entries: &[Entry],
+        tables: &PredTables,
+        counters: &mut RuleCounters,
+        trace: &mut impl Trace,
+    ) -> Verdict {
+        let n = self.acts.len() as u32;
+        let parts = &self.parts[..self.parts.len().min(MAX_PARTS)];
+        // Walk every tree at once, a level per round: the walks' cache misses overlap.
+        let mut node: [Node; MAX_PARTS] = [Node::EMPTY; MAX_PARTS];
+        let mut walking = 0u32;
+        for (i, p) in parts.iter().enumerate() {
+            node[i] = p.tree.root();
+            if !node[i].is_leaf() {
+                walking |= 1 << i;
+            }
+        }
+        while walking != 0 {
+            for (i, p) in parts.iter().enumerate() {
+                if walking & (1 << i) != 0 {
+                    node[i] = p.tree.step(node[i], key);
+                    if node[i].is_leaf() {
+                        walking &= !(1 << i);
+                    }
+                }
+            }
+        }
+        let mut leaf: [&[Compact<A>]; MAX_PARTS] = [&[]; MAX_PARTS];
+        for (i, p) in parts.iter().enumerate() {
+            leaf[i] = &p.leaves[node[i].leaf_range()];
+        }
+        let mut at = [0usize; MAX_PARTS];
+        let mut pos = 0u32;
+        loop {
+            let mut best = u32::MAX;
+            let mut bp = MAX_PARTS;
+            for (i, p) in parts.iter().enumerate() {
+                if p.max < pos || p.min >= best {
+                    continue;
+                }
+                let l = leaf[i];
+                let mut j = at[i];
+                while j < l.len() {
+                    let m = &l[j];
+                    if m.slot >= best {
+                        break;
+                    }
+                    trace.checked();
+                    if m.slot >= pos
+                        && (m.flags & GUARD != 0 || m.matches(key, meta, entries, tables))
+                    {
+                        best = m.slot;
+                        bp = i;
+                        break;
+                    }
+                    j += 1;
+                }
+                at[i] = j;
+            }
+            if bp == MAX_PARTS {
+                return Verdict::Accept;
+            }
+            let m = &leaf[bp][at[bp]];
+            at[bp] += 1;
+            let act = self.acts[best as usize];
+            if let Action::Guard { fail } = act.action {
+                if !m.matches(key, meta, entries, tables) {
+                    pos = fail;
+                    continue;
+                }
+            }
+            if act.counter != NO_COUNTER {
+                counters.bump(act.counter, bytes);
+                trace.hit(act.counter);
+            }
+            pos = best + 1;
+            match act.action {
+                Action::Count | Action::Guard { .. } => {}
+                Action::Mark { xor, mask } => {
+                    meta.mark = (meta.mark & !mask) ^ xor;
+                    // Slots skipped as non-matching may match the new mark.
+                    at = [0; MAX_PARTS];
+                }
+                Action::Log => {
+                    counters.log(act.counter, meta);
+                    trace.log();
+                }
+                Action::Skip(to) | Action::Accept(to) => pos = to,
+                Action::Drop => return Verdict::Drop,
+            }
+            if pos >= n {
+                return Verdict::Accept;
+            }
+        }
+    }
+}
+
+impl<A: Addr> Compact<A> {
+    /// Exact: the box and mark, then the full predicate where they do not say it all.
+    #[inline(always)]
+    fn matches(
+        &self,
+        key: &[A; DIMS],
+        meta: &PacketMeta,
+        entries: &[Entry],
+        tables: &PredTables,
+    ) -> bool {
+        self.in_box(key, meta.mark)
+            && (self.flags & RESIDUAL == 0
+                || entries[self.entry as usize].pred.matches(meta, tables))
+    }
+}
+
+/// True when the box and a plain mark test do not say everything the predicate does.
+fn needs_residual(p: &Pred) -> bool {
+    if matches!(p.mark, Some((_, _, false))) {
+        let mut q = p.clone();
+        q.mark = None;
+        !q.box_only()
+    } else {
+        !p.box_only()
+    }
+}
+
+/// Splits slots by which fields they are large in (EffiCuts' separability; CutSplit
+/// pre-splits the same way on the address fields): one group per (src, dst) largeness,
+/// and the slots large in both addresses split again by (sport, dport) largeness. Each
+/// tree then cuts only where its rules are small. Groups under `MIN_PART` slots join
+/// the all-large group (treating a small field as large only costs candidates).
+fn partition(items: &[Item], bits: [u8; DIMS]) -> Vec<Vec<u32>> {
+    let large = |d: usize, b: (u128, u128)| {
+        let space = if bits[d] >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits[d]) - 1
+        };
+        let shift = if d < 2 { LARGE_SHIFT } else { PORT_LARGE_SHIFT };
+        b.1 - b.0 >= space >> shift
+    };
+    const ALL_LARGE: usize = 15;
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 16];
+    for (s, it) in items.iter().enumerate() {
+        let l = |d: usize| usize::from(large(d, it.bounds[d]));
+        let mut g = l(0) | l(1) << 1;
+        if g == 3 {
+            g |= l(2) << 2 | l(3) << 3;
+        }
+        groups[g].push(s as u32);
+    }
+    for g in 0..ALL_LARGE {
+        if !groups[g].is_empty() && groups[g].len() < MIN_PART {
+            let small = std::mem::take(&mut groups[g]);
+            let all = std::mem::take(&mut groups[ALL_LARGE]);
+            groups[ALL_LARGE] = merge_sorted(&all, &small);
+        }
+    }
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+/// Partitions smaller than this join the all-large one: a tree lookup costs more
+/// than scanning a few extra candidates.
+#[cfg(not(test))]
+const MIN_PART: usize = 64;
+/// The property tests' rule sets are small: keep every partition so that jumps,
+/// RETURNs and marks cross trees there.
+#[cfg(test)]
+const MIN_PART: usize = 1;
+/// Ports: "large" from a quarter of the space up (wildcards, 1024:65535).
+const PORT_LARGE_SHIFT: u32 = 2;
+
+fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out
+}
