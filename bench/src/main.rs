@@ -183,7 +183,7 @@ fn classify(
         / packets.len().max(1) as f64;
     let checks = packets
         .iter()
-        .map(|p| c.checks(Hook::Forward, p))
+        .map(|p| c.checks(Hook::Forward, p, &mut cc))
         .sum::<usize>() as f64
         / packets.len().max(1) as f64;
     let min = Duration::from_millis(500);

@@ -256,11 +256,10 @@ impl Classifier {
     }
 
     /// How many candidates `run_hook` reads for `meta` at `hook` (diagnostics).
-    pub fn checks(&self, hook: Hook, meta: &PacketMeta) -> usize {
+    pub fn checks(&self, hook: Hook, meta: &PacketMeta, counters: &mut RuleCounters) -> usize {
         let mut n = CheckCount(0);
         let mut m = *meta;
-        let mut counters = RuleCounters::new(self.counter_len);
-        self.run(hook, &mut m, 0, &mut counters, &mut n);
+        self.run(hook, &mut m, 0, counters, &mut n);
         n.0
     }
 
