@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pred::{Pred, PredTables, SetTable};
+pub use search::Split;
 use search::{FamilyProgram, SlotSrc};
 use tree::DIMS;
 
@@ -155,6 +156,12 @@ impl Trace for NoTrace {
 impl Classifier {
     /// Compiles `rs` for a box whose ports and local addresses are in `env`.
     pub fn compile(rs: &Ruleset, env: &Env) -> Result<Classifier, CompileError> {
+        Classifier::compile_with(rs, env, Split::Auto)
+    }
+
+    /// `compile`, choosing whether to try a single tree first (`Split::Always`:
+    /// never, for tests that want rules spread over several trees).
+    pub fn compile_with(rs: &Ruleset, env: &Env, split: Split) -> Result<Classifier, CompileError> {
         let start = Instant::now();
         if env.ports.len() > pred::MAX_PORTS {
             return Err(CompileError::TooManyPorts(env.ports.len()));
@@ -176,7 +183,7 @@ impl Classifier {
         let mut hooks = Vec::new();
         for hook in Hook::ALL {
             let entries = c.flatten(hook)?;
-            let (v4, v6) = c.families(&entries);
+            let (v4, v6) = c.families(&entries, split);
             hooks.push(HookProgram { entries, v4, v6 });
         }
         for name in &c.unresolved {
@@ -516,7 +523,11 @@ impl Compiler<'_> {
     /// One program per family. The placement box of an entry is its own bounds
     /// intersected with those of every jump on its path: inside a callee, the packet
     /// already matched the jump, and the box fields never change during a traversal.
-    fn families(&self, entries: &[Entry]) -> (FamilyProgram<u32>, FamilyProgram<u128>) {
+    fn families(
+        &self,
+        entries: &[Entry],
+        split: Split,
+    ) -> (FamilyProgram<u32>, FamilyProgram<u128>) {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         // The jumps enclosing the current entry: (fail position, bounds, reach).
@@ -558,8 +569,8 @@ impl Compiler<'_> {
             }
         }
         (
-            FamilyProgram::build(entries, &v4, V4_BITS),
-            FamilyProgram::build(entries, &v6, V6_BITS),
+            FamilyProgram::build(entries, &v4, V4_BITS, split),
+            FamilyProgram::build(entries, &v6, V6_BITS, split),
         )
     }
 }
@@ -607,9 +618,16 @@ mod tests {
     /// cache (each packet twice, so the second is a cache hit); verdicts, marks and
     /// every counter must agree.
     fn check_same(rs: &Ruleset, packets: &[PacketMeta]) -> Result<(), String> {
+        for split in [Split::Auto, Split::Always] {
+            check_same_with(rs, packets, split)?;
+        }
+        Ok(())
+    }
+
+    fn check_same_with(rs: &Ruleset, packets: &[PacketMeta], split: Split) -> Result<(), String> {
         let env = env();
         let lin = LinearEvaluator::new(rs, &env);
-        let cls = Classifier::compile(rs, &env).map_err(|e| e.to_string())?;
+        let cls = Classifier::compile_with(rs, &env, split).map_err(|e| e.to_string())?;
         let mut cache = FlowCache::new(64);
         let (mut cl, mut cc, mut cf) = (
             RuleCounters::new(rs.counter_len()),
@@ -624,10 +642,10 @@ mod tests {
                     let vb = cls.run_hook(hook, &mut b, 0, &mut cc);
                     let vc = cache.run_hook(&cls, hook, &mut c, 0, &mut cf);
                     if va != vb || va != vc || a.mark != b.mark || a.mark != c.mark {
-                        return Err(format!("packet {i} {p:?} at {hook:?}: linear {va:?}/{} compiled {vb:?}/{} cached {vc:?}/{}", a.mark, b.mark, c.mark));
+                        return Err(format!("{split:?}: packet {i} {p:?} at {hook:?}: linear {va:?}/{} compiled {vb:?}/{} cached {vc:?}/{}", a.mark, b.mark, c.mark));
                     }
                     if cl.counts() != cc.counts() || cl.counts() != cf.counts() {
-                        return Err(format!("packet {i} {p:?} at {hook:?}: counters differ\nlinear   {:?}\ncompiled {:?}\ncached   {:?}", cl.counts(), cc.counts(), cf.counts()));
+                        return Err(format!("{split:?}: packet {i} {p:?} at {hook:?}: counters differ\nlinear   {:?}\ncompiled {:?}\ncached   {:?}", cl.counts(), cc.counts(), cf.counts()));
                     }
                     if va == Verdict::Drop {
                         break;

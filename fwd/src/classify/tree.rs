@@ -17,9 +17,6 @@ const BINTH: usize = 16;
 const SPFAC: usize = 16;
 /// At most 2^MAX_CUT_BITS children per node.
 const MAX_CUT_BITS: u32 = 16;
-/// Stop cutting once a tree's leaves hold this many candidate slots in total (memory
-/// bound: 8M * 4 bytes = 32 MiB per tree); the remaining nodes become (longer) leaves.
-const MAX_LEAF_SLOTS: usize = 8 << 20;
 
 /// `dim == LEAF`: a leaf whose candidates are `leaves[base..base + mask]`.
 const LEAF: u8 = u8::MAX;
@@ -124,6 +121,11 @@ pub struct Tree {
 
 struct Builder<'a> {
     items: &'a [Item],
+    /// Nodes plus leaf slots this tree may hold; past it, see `abort`.
+    budget: usize,
+    /// Past the budget: give up (true) or turn every further node into a leaf.
+    abort: bool,
+    over: bool,
     /// `land_after[s]`: the smallest position > s that some slot before s can transfer
     /// to (`u32::MAX`: none); bounds what a sure transfer at s may hide.
     land_after: &'a [u32],
@@ -134,9 +136,21 @@ struct Builder<'a> {
 impl Tree {
     /// Builds over `list` (slot indices in program order) within a space of
     /// `bits[d]` bits per dimension.
-    pub fn build(items: &[Item], land_after: &[u32], list: Vec<u32>, bits: [u8; DIMS]) -> Tree {
+    /// `budget` bounds nodes plus leaf slots (memory and build time); past it the
+    /// build returns None when `abort`, else cuts no further (longer leaves).
+    pub fn build(
+        items: &[Item],
+        land_after: &[u32],
+        list: Vec<u32>,
+        bits: [u8; DIMS],
+        budget: usize,
+        abort: bool,
+    ) -> Option<Tree> {
         let mut b = Builder {
             items,
+            budget,
+            abort,
+            over: false,
             land_after,
             tree: Tree {
                 root: Node::EMPTY,
@@ -150,9 +164,12 @@ impl Tree {
             bits,
         };
         b.tree.root = b.node(list, root);
+        if b.over {
+            return None;
+        }
         b.tree.nodes.shrink_to_fit();
         b.tree.leaves.shrink_to_fit();
-        b.tree
+        Some(b.tree)
     }
 
     #[cfg(test)]
@@ -199,8 +216,18 @@ impl Tree {
 
 impl Builder<'_> {
     fn node(&mut self, list: Vec<u32>, region: Region) -> Node {
+        if self.over {
+            return Node::EMPTY;
+        }
         let list = prune(self.items, self.land_after, list, &region);
-        if list.len() <= BINTH || self.tree.leaves.len() > MAX_LEAF_SLOTS {
+        if self.tree.nodes.len() + self.tree.leaves.len() > self.budget {
+            if self.abort {
+                self.over = true;
+                return Node::EMPTY;
+            }
+            return self.leaf(list);
+        }
+        if list.len() <= BINTH {
             return self.leaf(list);
         }
         let Some((dim, k)) = self.choose_cut(&list, &region) else {
@@ -388,7 +415,15 @@ mod tests {
             .map(|i| item((i * 4, i * 4 + 3), Flow::End))
             .collect();
         let land = vec![u32::MAX; 64];
-        let t = Tree::build(&items, &land, (0..64).collect(), [8, 8, 8, 8, 8]);
+        let t = Tree::build(
+            &items,
+            &land,
+            (0..64).collect(),
+            [8, 8, 8, 8, 8],
+            1 << 20,
+            true,
+        )
+        .expect("within budget");
         for i in 0..64u128 {
             let leaf = t.find(&[i as u32 * 4 + 1, 0, 0, 0, 0]);
             assert!(leaf.contains(&(i as u32)), "{i}: {leaf:?}");
