@@ -98,12 +98,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Nanoseconds this thread has been on a CPU (`/proc/thread-self/schedstat`), or None
+/// where that file is missing. On a shared machine wall time counts the time other
+/// processes held the core; CPU time does not.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Per-packet time of a loop: by the wall clock, and by this thread's CPU time.
+#[derive(Clone, Copy)]
+struct PerPacket {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
 /// Runs `f` over all packets repeatedly for at least `min` and returns ns per packet.
 fn time_per_packet(
     packets: &[PacketMeta],
     min: Duration,
     mut f: impl FnMut(&mut PacketMeta) -> Verdict,
-) -> f64 {
+) -> PerPacket {
+    let cpu0 = thread_cpu_ns();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < min || n == 0 {
@@ -113,7 +129,11 @@ fn time_per_packet(
         }
         n += packets.len() as u64;
     }
-    start.elapsed().as_nanos() as f64 / n as f64
+    let wall = start.elapsed().as_nanos() as f64 / n as f64;
+    let cpu = cpu0
+        .zip(thread_cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / n as f64);
+    PerPacket { wall, cpu }
 }
 
 fn classify(
@@ -161,11 +181,17 @@ fn classify(
         .map(|p| c.candidates(Hook::Forward, p))
         .sum::<usize>() as f64
         / packets.len().max(1) as f64;
+    let checks = packets
+        .iter()
+        .map(|p| c.checks(Hook::Forward, p, &mut cc))
+        .sum::<usize>() as f64
+        / packets.len().max(1) as f64;
     let min = Duration::from_millis(500);
     let mut counters = RuleCounters::new(rs.counter_len());
     let ns = time_per_packet(&packets, min, |m| {
         c.run_hook(Hook::Forward, m, 0, &mut counters)
     });
+
     let mut cache = FlowCache::new(1 << 16);
     let ns_cached = time_per_packet(&packets, min, |m| {
         cache.run_hook(&c, Hook::Forward, m, 0, &mut counters)
@@ -183,12 +209,17 @@ fn classify(
                 "packets": packets.len(),
                 "oracle_packets": oracle_n,
                 "mismatches": mismatches,
-                "ns_per_packet": round(ns),
-                "ns_per_packet_cached": round(ns_cached),
-                "ns_per_packet_linear": round(ns_linear),
+                "ns_per_packet": round(ns.wall),
+                "ns_per_packet_cached": round(ns_cached.wall),
+                "ns_per_packet_linear": round(ns_linear.wall),
+                "cpu_ns_per_packet": ns.cpu.map(round),
+                "cpu_ns_per_packet_cached": ns_cached.cpu.map(round),
+                "cpu_ns_per_packet_linear": ns_linear.cpu.map(round),
                 "cache_hit_rate": round(cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64 * 100.0) / 100.0,
                 "build_ms": round(build_ms),
                 "avg_candidates": round(avg_candidates),
+                "avg_checks": round(checks),
+                "partitions_v4": c.partitions(Hook::Forward).0,
                 "memory_bytes": memory,
                 "command": command,
             })
@@ -202,10 +233,23 @@ fn classify(
             oracle_n
         );
         println!("mismatches:         {mismatches}");
-        println!("compiled ns/pkt:    {ns:.1}");
-        println!("cached ns/pkt:      {ns_cached:.1}");
-        println!("linear ns/pkt:      {ns_linear:.1}   (baseline, same run)");
-        println!("candidates/pkt:     {avg_candidates:.1}");
+        let cpu = |p: PerPacket| {
+            p.cpu
+                .map_or(String::new(), |c| format!("   (on-CPU {c:.1})"))
+        };
+        println!("compiled ns/pkt:    {:.1}{}", ns.wall, cpu(ns));
+        println!(
+            "cached ns/pkt:      {:.1}{}",
+            ns_cached.wall,
+            cpu(ns_cached)
+        );
+        println!(
+            "linear ns/pkt:      {:.1}{}   (baseline, same run)",
+            ns_linear.wall,
+            cpu(ns_linear)
+        );
+        println!("candidates/pkt:     {avg_candidates:.1} in leaves, {checks:.1} checked");
+        println!("trees (v4, v6):     {:?}", c.partitions(Hook::Forward));
         println!("build:              {build_ms:.1} ms");
         println!(
             "memory:             {:.1} MiB",

@@ -5,23 +5,28 @@
 //! guard entry that skips the callee's block when the jump rule does not match; RETURN
 //! and the end of a goto'd chain become transfers to the end of the right block; ACCEPT
 //! transfers to the next table; a policy entry closes each table). A packet runs the
-//! program from position 0: only entries that match move it. A decision tree per family
-//! (`tree`) turns "which entries can match this packet" into a short candidate list, so
-//! the per-packet cost tracks the number of entries a packet could hit, not the rule count.
+//! program from position 0: only entries that match move it. Per family, `search` lays
+//! the program out for the lookup: rules split by which fields they are wildcard-like
+//! in, one decision tree (`tree`) per group, leaves holding compact copies of each
+//! candidate's match box; the smallest matching position over all trees moves the
+//! packet, so the per-packet cost tracks the entries a packet could hit, not the rules.
 
 pub mod cache;
 mod pred;
+mod search;
 mod tree;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pred::{Pred, PredTables, SetTable};
-use tree::{Flow, Item, Key, Tree, DIMS};
+pub use search::Split;
+use search::{FamilyProgram, SlotSrc};
+use tree::DIMS;
 
 pub use cache::FlowCache;
 
-use crate::packet::meta::{ctstate, Family, PacketMeta};
+use crate::packet::meta::{Family, PacketMeta};
 use crate::rules::eval::hit_bytes;
 use crate::rules::{
     Env, Hook, HookPart, NatTarget, Policy, RejectWith, RuleCounters, Ruleset, Table, Target,
@@ -82,10 +87,10 @@ struct Entry {
 struct HookProgram {
     entries: Vec<Entry>,
     /// First entry after the raw table's block (`HookPart::Raw` runs `..raw_end`,
-    /// `HookPart::AfterRaw` runs `raw_end..`).
+    /// `HookPart::AfterRaw` runs `raw_end..`); the family programs hold it as a slot.
     raw_end: u32,
-    v4: Tree,
-    v6: Tree,
+    v4: FamilyProgram<u32>,
+    v6: FamilyProgram<u128>,
 }
 
 /// Which packet fields the rule set reads: the flow cache keys on exactly these.
@@ -135,6 +140,20 @@ pub struct Classifier {
 trait Trace {
     fn hit(&mut self, id: u32);
     fn log(&mut self);
+    /// One candidate's match data was read (diagnostics).
+    #[inline(always)]
+    fn checked(&mut self) {}
+}
+
+/// Counts candidate checks (`Classifier::checks`).
+struct CheckCount(usize);
+
+impl Trace for CheckCount {
+    fn hit(&mut self, _: u32) {}
+    fn log(&mut self) {}
+    fn checked(&mut self) {
+        self.0 += 1;
+    }
 }
 
 impl Trace for Vec<u32> {
@@ -156,6 +175,12 @@ impl Trace for NoTrace {
 impl Classifier {
     /// Compiles `rs` for a box whose ports and local addresses are in `env`.
     pub fn compile(rs: &Ruleset, env: &Env) -> Result<Classifier, CompileError> {
+        Classifier::compile_with(rs, env, Split::Auto)
+    }
+
+    /// `compile`, choosing whether to try a single tree first (`Split::Always`:
+    /// never, for tests that want rules spread over several trees).
+    pub fn compile_with(rs: &Ruleset, env: &Env, split: Split) -> Result<Classifier, CompileError> {
         let start = Instant::now();
         if env.ports.len() > pred::MAX_PORTS {
             return Err(CompileError::TooManyPorts(env.ports.len()));
@@ -177,7 +202,7 @@ impl Classifier {
         let mut hooks = Vec::new();
         for hook in Hook::ALL {
             let (entries, raw_end) = c.flatten(hook)?;
-            let (v4, v6) = c.trees(&entries);
+            let (v4, v6) = c.families(&entries, raw_end, split);
             hooks.push(HookProgram {
                 entries,
                 raw_end,
@@ -236,7 +261,8 @@ impl Classifier {
             })
             .sum();
         let sets: usize = self.tables.sets.iter().map(SetTable::memory_bytes).sum();
-        hooks + sets + self.tables.lists.capacity() * 4
+        let local = self.tables.local.capacity() * (std::mem::size_of::<(u8, u128)>() + 1);
+        hooks + sets + local + self.tables.lists.capacity() * 4
     }
 
     /// Entries in the flattened program of `hook` (rules counted once per path).
@@ -273,27 +299,32 @@ impl Classifier {
         self.run(hook, part, meta, frame_len, counters, &mut NoTrace)
     }
 
-    /// How many candidates the tree hands `meta` at `hook` (diagnostics for benches).
+    /// How many candidates the trees hand `meta` at `hook` (diagnostics for benches).
     pub fn candidates(&self, hook: Hook, meta: &PacketMeta) -> usize {
         let prog = &self.hooks[hook.index()];
-        let l4 = |p: u16| {
-            if meta.l4_valid {
-                u128::from(p)
-            } else {
-                u128::from(NO_L4)
-            }
-        };
-        let key: Key = [
-            meta.src,
-            meta.dst,
-            l4(meta.sport),
-            l4(meta.dport),
-            u128::from(meta.proto),
-        ];
         match meta.family {
-            Family::V4 => prog.v4.find(&key).len(),
-            Family::V6 => prog.v6.find(&key).len(),
+            Family::V4 => prog.v4.candidates(&key_v4(meta)),
+            Family::V6 => prog.v6.candidates(&key_v6(meta)),
         }
+    }
+
+    /// How many candidates `run_hook` reads for `meta` at `hook` (diagnostics).
+    pub fn checks(&self, hook: Hook, meta: &PacketMeta, counters: &mut RuleCounters) -> usize {
+        let mut n = CheckCount(0);
+        let mut m = *meta;
+        self.run(hook, HookPart::All, &mut m, 0, counters, &mut n);
+        n.0
+    }
+
+    /// Per IPv4 partition at `hook`: slots, nodes, leaf slots, depth (diagnostics).
+    pub fn partition_stats(&self, hook: Hook) -> Vec<[usize; 4]> {
+        self.hooks[hook.index()].v4.part_stats()
+    }
+
+    /// Trees searched per family at `hook` (diagnostics for benches).
+    pub fn partitions(&self, hook: Hook) -> (usize, usize) {
+        let prog = &self.hooks[hook.index()];
+        (prog.v4.partitions(), prog.v6.partitions())
     }
 
     /// `run_hook` that also appends every counter id hit to `hits` (cold path: tests,
@@ -335,7 +366,7 @@ impl Classifier {
     ) -> Verdict {
         let prog = &self.hooks[hook.index()];
         // The raw block comes first: a part is a contiguous range of the program.
-        let (mut pos, end) = match part {
+        let (pos, end) = match part {
             HookPart::All => (0, u32::MAX),
             HookPart::Raw => (0, prog.raw_end),
             HookPart::AfterRaw => (prog.raw_end, u32::MAX),
@@ -343,62 +374,58 @@ impl Classifier {
         if prog.entries.len() as u32 <= pos || end == 0 {
             return Verdict::Accept;
         }
-        let l4 = |p: u16| {
-            if meta.l4_valid {
-                u128::from(p)
-            } else {
-                u128::from(NO_L4)
-            }
-        };
-        let key: Key = [
-            meta.src,
-            meta.dst,
-            l4(meta.sport),
-            l4(meta.dport),
-            u128::from(meta.proto),
-        ];
-        let tree = match meta.family {
-            Family::V4 => &prog.v4,
-            Family::V6 => &prog.v6,
-        };
         let bytes = hit_bytes(meta, frame_len);
-        for &e in tree.find(&key) {
-            if e < pos {
-                continue;
-            }
-            if e >= end {
-                break;
-            }
-            let entry = &prog.entries[e as usize];
-            if !entry.pred.matches(meta, &self.tables) {
-                if let Action::Guard { fail } = entry.action {
-                    pos = fail;
-                }
-                continue;
-            }
-            if entry.counter != NO_COUNTER {
-                counters.bump(entry.counter, bytes);
-                trace.hit(entry.counter);
-            }
-            match entry.action {
-                Action::Count | Action::Guard { .. } => {}
-                Action::Mark { xor, mask } => meta.mark = (meta.mark & !mask) ^ xor,
-                Action::Log => {
-                    counters.log(entry.counter, meta);
-                    trace.log();
-                }
-                Action::Skip(to) | Action::Accept(to) => pos = to,
-                Action::Drop => return Verdict::Drop,
-                Action::Reject(with) => return Verdict::Reject(with),
-                Action::Nat { slot, to } => {
-                    meta.nat = slot;
-                    pos = to;
-                }
-                Action::Notrack => meta.ctstate = ctstate::UNTRACKED,
-            }
+        match meta.family {
+            Family::V4 => prog.v4.run(
+                &key_v4(meta),
+                part,
+                meta,
+                bytes,
+                &prog.entries,
+                &self.tables,
+                counters,
+                trace,
+            ),
+            Family::V6 => prog.v6.run(
+                &key_v6(meta),
+                part,
+                meta,
+                bytes,
+                &prog.entries,
+                &self.tables,
+                counters,
+                trace,
+            ),
         }
-        Verdict::Accept
     }
+}
+
+/// The lookup key of an IPv4 packet: addresses are the low 32 bits of `src`/`dst`,
+/// ports are `NO_L4` without a valid transport header.
+#[inline(always)]
+fn key_v4(meta: &PacketMeta) -> [u32; DIMS] {
+    let (sport, dport) = if meta.l4_valid {
+        (u32::from(meta.sport), u32::from(meta.dport))
+    } else {
+        (NO_L4, NO_L4)
+    };
+    [
+        meta.src as u32,
+        meta.dst as u32,
+        sport,
+        dport,
+        u32::from(meta.proto),
+    ]
+}
+
+#[inline(always)]
+fn key_v6(meta: &PacketMeta) -> [u128; DIMS] {
+    let (sport, dport) = if meta.l4_valid {
+        (u128::from(meta.sport), u128::from(meta.dport))
+    } else {
+        (u128::from(NO_L4), u128::from(NO_L4))
+    };
+    [meta.src, meta.dst, sport, dport, u128::from(meta.proto)]
 }
 
 struct Compiler<'a> {
@@ -585,12 +612,17 @@ impl Compiler<'_> {
             p.ctstate.is_some() || p.ctstatus.is_some() || matches!(target, Some(Target::Notrack));
     }
 
-    /// One tree per family. Tree placement of an entry is its own bounds intersected
-    /// with those of every jump on its path: inside a callee, the packet already
-    /// matched the jump, and the tree's fields never change during a traversal.
-    fn trees(&self, entries: &[Entry]) -> (Tree, Tree) {
-        let mut items: Vec<Item> = Vec::with_capacity(entries.len());
-        let mut reach: Vec<Reach> = Vec::with_capacity(entries.len());
+    /// One program per family. The placement box of an entry is its own bounds
+    /// intersected with those of every jump on its path: inside a callee, the packet
+    /// already matched the jump, and the box fields never change during a traversal.
+    fn families(
+        &self,
+        entries: &[Entry],
+        raw_end: u32,
+        split: Split,
+    ) -> (FamilyProgram<u32>, FamilyProgram<u128>) {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
         // The jumps enclosing the current entry: (fail position, bounds, reach).
         let mut open: Vec<(u32, Bounds, Reach)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -611,36 +643,28 @@ impl Compiler<'_> {
             if bounds.iter().any(|(lo, hi)| lo > hi) {
                 r = Reach::Never;
             }
-            let flow = match e.action {
-                Action::Count | Action::Mark { .. } | Action::Log | Action::Notrack => Flow::Next,
-                Action::Guard { fail } => Flow::GuardFail(fail),
-                Action::Skip(to) | Action::Accept(to) | Action::Nat { to, .. } => {
-                    Flow::Transfer(to)
-                }
-                Action::Drop | Action::Reject(_) => Flow::End,
-            };
             if let Action::Guard { fail } = e.action {
                 open.push((fail, bounds, r));
             }
-            items.push(Item {
-                bounds,
-                box_only: e.pred.box_only(),
-                flow,
-            });
-            reach.push(r);
+            let entry = i as u32;
+            if matches!(r, Reach::Any | Reach::Only(Family::V4)) {
+                // IPv4 addresses live in the low 32 bits: clamp the wildcard.
+                let mut b4 = bounds;
+                for b in &mut b4[..2] {
+                    b.1 = b.1.min(u128::from(u32::MAX));
+                }
+                if b4[..2].iter().all(|(lo, hi)| lo <= hi) {
+                    v4.push(SlotSrc { entry, bounds: b4 });
+                }
+            }
+            if matches!(r, Reach::Any | Reach::Only(Family::V6)) {
+                v6.push(SlotSrc { entry, bounds });
+            }
         }
-        let select = |want: Family| -> Vec<u32> {
-            (0..entries.len() as u32)
-                .filter(|&i| match reach[i as usize] {
-                    Reach::Any => true,
-                    Reach::Only(f) => f == want,
-                    Reach::Never => false,
-                })
-                .collect()
-        };
-        let v4 = Tree::build(&items, select(Family::V4), V4_BITS);
-        let v6 = Tree::build(&items, select(Family::V6), V6_BITS);
-        (v4, v6)
+        (
+            FamilyProgram::build(entries, &v4, raw_end, V4_BITS, split),
+            FamilyProgram::build(entries, &v6, raw_end, V6_BITS, split),
+        )
     }
 }
 
@@ -689,16 +713,23 @@ mod tests {
     /// classifier and one cache run PREROUTING in two parts (raw, then the rest) as
     /// the stateful dataplane does; the oracle and another cache in one call.
     fn check_same(rs: &Ruleset, packets: &[PacketMeta]) -> Result<(), String> {
+        for split in [Split::Auto, Split::Always] {
+            check_same_with(rs, packets, split)?;
+        }
+        Ok(())
+    }
+
+    fn check_same_with(rs: &Ruleset, packets: &[PacketMeta], split: Split) -> Result<(), String> {
         let env = env();
         let lin = LinearEvaluator::new(rs, &env);
-        let cls = Classifier::compile(rs, &env).map_err(|e| e.to_string())?;
+        let cls = Classifier::compile_with(rs, &env, split).map_err(|e| e.to_string())?;
         assert_eq!(cls.nat_targets(), rs.nat_targets());
         let mut cache = FlowCache::new(64);
         let mut cache_split = FlowCache::new(64);
         let mut counters: Vec<RuleCounters> = (0..4)
             .map(|_| RuleCounters::new(rs.counter_len()))
             .collect();
-        let split = |hook: Hook, run: &mut dyn FnMut(HookPart) -> Verdict| {
+        let in_parts = |hook: Hook, run: &mut dyn FnMut(HookPart) -> Verdict| {
             if hook != Hook::Prerouting {
                 return run(HookPart::All);
             }
@@ -717,20 +748,20 @@ mod tests {
                     let [a, b, c, d] = &mut m;
                     let v = [
                         lin.run_hook(hook, a, 0, cl),
-                        split(hook, &mut |part| cls.run_hook_part(hook, part, b, 0, cc)),
+                        in_parts(hook, &mut |part| cls.run_hook_part(hook, part, b, 0, cc)),
                         cache.run_hook(&cls, hook, c, 0, cf),
-                        split(hook, &mut |part| {
+                        in_parts(hook, &mut |part| {
                             cache_split.run_hook_part(&cls, hook, part, d, 0, cs)
                         }),
                     ];
                     let seen: Vec<_> = m.iter().map(|x| (x.mark, x.ctstate, x.nat)).collect();
                     if v.iter().any(|x| *x != v[0]) || seen.iter().any(|x| *x != seen[0]) {
-                        return Err(format!("packet {i} {p:?} at {hook:?}: linear, compiled, cached, cached in parts: {v:?} (mark, ctstate, nat) {seen:?}"));
+                        return Err(format!("{split:?}: packet {i} {p:?} at {hook:?}: linear, compiled, cached, cached in parts: {v:?} (mark, ctstate, nat) {seen:?}"));
                     }
                     if counters.iter().any(|c| c.counts() != counters[0].counts()) {
                         let all: Vec<_> = counters.iter().map(|c| c.counts()).collect();
                         return Err(format!(
-                            "packet {i} {p:?} at {hook:?}: counters differ\n{all:?}"
+                            "{split:?}: packet {i} {p:?} at {hook:?}: counters differ\n{all:?}"
                         ));
                     }
                     if v[0] != Verdict::Accept {

@@ -1,47 +1,79 @@
 //! A HiCuts-style decision tree over (src, dst, sport, dport, proto): inner nodes cut
 //! one dimension of a power-of-two region into 2^k equal parts (child = a shift and a
-//! mask of the key), leaves hold the few entries that can match there, in program order.
-//! The tree only narrows the candidates; the leaf checks each candidate exactly, so
+//! mask of the key), leaves hold the few slots that can match there, in program order.
+//! The tree only narrows the candidates; the caller checks each candidate exactly, so
 //! over-approximating a rule (negations, lists, sets) costs speed, never correctness.
+//! `search` builds one tree per partition of the rules (EffiCuts), so a tree only cuts
+//! fields its rules are small in and wildcard rules are not copied into every leaf.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 pub const DIMS: usize = 5;
-pub type Key = [u128; DIMS];
 
 /// Candidates per leaf below which we stop cutting. 8 measured best on acl 10k
 /// (`bench classify`, 4: deeper trees and more memory for no gain; 16: +30% ns).
-const BINTH: usize = 8;
+const BINTH: usize = 16;
 /// Max child-list total per node, as a multiple of the node's list (HiCuts "spfac").
-const SPFAC: usize = 4;
+const SPFAC: usize = 16;
 /// At most 2^MAX_CUT_BITS children per node.
-const MAX_CUT_BITS: u32 = 8;
-/// Stop cutting once the leaves hold this many candidate slots in total (memory bound:
-/// 32M * 4 bytes = 128 MiB); the remaining nodes become (longer) leaves.
-const MAX_LEAF_SLOTS: usize = 32 << 20;
+const MAX_CUT_BITS: u32 = 16;
 
+/// `dim == LEAF`: a leaf whose candidates are `leaves[base..base + mask]`.
+const LEAF: u8 = u8::MAX;
+
+/// One node in 12 bytes: a cut picks child `children[base + (key[dim] >> shift) & mask]`.
 #[derive(Clone, Copy, Debug)]
-enum Node {
-    Cut {
-        dim: u8,
-        shift: u8,
-        mask: u32,
-        base: u32,
-    },
-    Leaf {
-        start: u32,
-        len: u32,
-    },
+pub struct Node {
+    base: u32,
+    mask: u32,
+    dim: u8,
+    shift: u8,
 }
 
-/// How an entry moves the program counter, for pruning (see `prune`).
+impl Node {
+    pub const EMPTY: Node = Node {
+        base: 0,
+        mask: 0,
+        dim: LEAF,
+        shift: 0,
+    };
+
+    #[inline(always)]
+    pub fn is_leaf(&self) -> bool {
+        self.dim == LEAF
+    }
+
+    /// Where a leaf's candidates are in `Tree::leaves` (or a copy laid out alike).
+    #[inline(always)]
+    pub fn leaf_range(&self) -> std::ops::Range<usize> {
+        self.base as usize..self.base as usize + self.mask as usize
+    }
+}
+
+/// A key element: IPv4 trees look up with u32 keys, IPv6 trees with u128.
+pub trait KeyInt: Copy {
+    fn bucket(self, shift: u8, mask: u32) -> u32;
+}
+
+impl KeyInt for u32 {
+    #[inline(always)]
+    fn bucket(self, shift: u8, mask: u32) -> u32 {
+        (self >> shift) & mask
+    }
+}
+
+impl KeyInt for u128 {
+    #[inline(always)]
+    fn bucket(self, shift: u8, mask: u32) -> u32 {
+        (self >> shift) as u32 & mask
+    }
+}
+
+/// How a slot moves the program counter, for pruning (see `prune`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// Never transfers (counts, MARK, LOG).
+    /// Never transfers (counts, MARK, LOG, jump guards when they match).
     Next,
-    /// When it does not match, lands at `fail` (a jump guard).
-    GuardFail(u32),
     /// When it matches, lands at `to` (RETURN, ACCEPT to the next table, goto end).
     Transfer(u32),
     /// When it matches, ends the hook (DROP).
@@ -78,27 +110,51 @@ fn span(bits: u8) -> u128 {
     }
 }
 
+/// The root, then every cut's children stored side by side (a child is one load away),
+/// and the leaves' candidate lists.
 pub struct Tree {
+    root: Node,
     nodes: Vec<Node>,
-    children: Vec<u32>,
-    leaves: Vec<u32>,
+    /// Dropped by `search` once copied into its own leaf layout.
+    pub leaves: Vec<u32>,
 }
 
 struct Builder<'a> {
     items: &'a [Item],
+    /// Nodes plus leaf slots this tree may hold; past it, see `abort`.
+    budget: usize,
+    /// Past the budget: give up (true) or turn every further node into a leaf.
+    abort: bool,
+    over: bool,
+    /// `land_after[s]`: the smallest position > s that some slot before s can transfer
+    /// to (`u32::MAX`: none); bounds what a sure transfer at s may hide.
+    land_after: &'a [u32],
     tree: Tree,
     leaf_dedup: HashMap<Vec<u32>, u32>,
 }
 
 impl Tree {
-    /// Builds over `list` (entry indices in program order) within a space of
+    /// Builds over `list` (slot indices in program order) within a space of
     /// `bits[d]` bits per dimension.
-    pub fn build(items: &[Item], list: Vec<u32>, bits: [u8; DIMS]) -> Tree {
+    /// `budget` bounds nodes plus leaf slots (memory and build time); past it the
+    /// build returns None when `abort`, else cuts no further (longer leaves).
+    pub fn build(
+        items: &[Item],
+        land_after: &[u32],
+        list: Vec<u32>,
+        bits: [u8; DIMS],
+        budget: usize,
+        abort: bool,
+    ) -> Option<Tree> {
         let mut b = Builder {
             items,
+            budget,
+            abort,
+            over: false,
+            land_after,
             tree: Tree {
+                root: Node::EMPTY,
                 nodes: Vec::new(),
-                children: Vec::new(),
                 leaves: Vec::new(),
             },
             leaf_dedup: HashMap::new(),
@@ -107,48 +163,75 @@ impl Tree {
             lo: [0; DIMS],
             bits,
         };
-        let r = b.node(list, root);
-        debug_assert_eq!(r, 0);
-        b.tree
+        b.tree.root = b.node(list, root);
+        if b.over {
+            return None;
+        }
+        b.tree.nodes.shrink_to_fit();
+        b.tree.leaves.shrink_to_fit();
+        Some(b.tree)
     }
 
-    #[inline]
-    pub fn find(&self, key: &Key) -> &[u32] {
-        let mut n = 0usize;
-        loop {
-            match self.nodes[n] {
-                Node::Cut {
-                    dim,
-                    shift,
-                    mask,
-                    base,
-                } => {
-                    let c = (key[usize::from(dim)] >> shift) as u32 & mask;
-                    n = self.children[(base + c) as usize] as usize;
-                }
-                Node::Leaf { start, len } => return &self.leaves[start as usize..][..len as usize],
-            }
+    #[cfg(test)]
+    pub fn find<K: KeyInt>(&self, key: &[K; DIMS]) -> &[u32] {
+        let mut n = self.root();
+        while !n.is_leaf() {
+            n = self.step(n, key);
         }
+        &self.leaves[n.leaf_range()]
+    }
+
+    #[inline(always)]
+    pub fn root(&self) -> Node {
+        self.root
+    }
+
+    /// The child of cut `n` that holds `key`.
+    #[inline(always)]
+    pub fn step<K: KeyInt>(&self, n: Node, key: &[K; DIMS]) -> Node {
+        let c = key[usize::from(n.dim)].bucket(n.shift, n.mask);
+        self.nodes[(n.base + c) as usize]
+    }
+
+    /// (nodes, leaf slots, max depth) for diagnostics.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        fn depth(t: &Tree, node: Node) -> usize {
+            if node.dim == LEAF {
+                return 0;
+            }
+            let kids = &t.nodes[node.base as usize..][..node.mask as usize + 1];
+            1 + kids.iter().map(|&c| depth(t, c)).max().unwrap_or(0)
+        }
+        (
+            self.nodes.len() + 1,
+            self.leaves.len(),
+            depth(self, self.root),
+        )
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
-            + (self.children.capacity() + self.leaves.capacity()) * 4
+        self.nodes.capacity() * std::mem::size_of::<Node>() + self.leaves.capacity() * 4
     }
 }
 
 impl Builder<'_> {
-    fn node(&mut self, list: Vec<u32>, region: Region) -> u32 {
-        let list = prune(self.items, list, &region);
-        let idx = self.tree.nodes.len() as u32;
-        self.tree.nodes.push(Node::Leaf { start: 0, len: 0 });
-        if list.len() <= BINTH || self.tree.leaves.len() > MAX_LEAF_SLOTS {
-            self.tree.nodes[idx as usize] = self.leaf(list);
-            return idx;
+    fn node(&mut self, list: Vec<u32>, region: Region) -> Node {
+        if self.over {
+            return Node::EMPTY;
+        }
+        let list = prune(self.items, self.land_after, list, &region);
+        if self.tree.nodes.len() + self.tree.leaves.len() > self.budget {
+            if self.abort {
+                self.over = true;
+                return Node::EMPTY;
+            }
+            return self.leaf(list);
+        }
+        if list.len() <= BINTH {
+            return self.leaf(list);
         }
         let Some((dim, k)) = self.choose_cut(&list, &region) else {
-            self.tree.nodes[idx as usize] = self.leaf(list);
-            return idx;
+            return self.leaf(list);
         };
         let n = 1usize << k;
         let child_bits = region.bits[dim] - k as u8;
@@ -159,38 +242,42 @@ impl Builder<'_> {
                 l.push(e);
             }
         }
-        let base = self.tree.children.len() as u32;
-        self.tree.children.resize(self.tree.children.len() + n, 0);
+        drop(list);
+        let base = self.tree.nodes.len();
+        self.tree.nodes.resize(base + n, Node::EMPTY);
         // Sibling subtrees are never shared: pruning depends on the region, so equal
         // candidate lists can still shrink differently. Equal final leaves are shared.
         for (c, l) in lists.into_iter().enumerate() {
             let mut r = region;
             r.bits[dim] = child_bits;
             r.lo[dim] = region.lo[dim] + ((c as u128) << child_bits);
-            let child = self.node(l, r);
-            self.tree.children[base as usize + c] = child;
+            self.tree.nodes[base + c] = self.node(l, r);
         }
-        self.tree.nodes[idx as usize] = Node::Cut {
+        Node {
+            base: base as u32,
+            mask: (n - 1) as u32,
             dim: dim as u8,
             shift: child_bits,
-            mask: (n - 1) as u32,
-            base,
-        };
-        idx
+        }
     }
 
     fn leaf(&mut self, list: Vec<u32>) -> Node {
-        if let Some(&start) = self.leaf_dedup.get(&list) {
-            return Node::Leaf {
-                start,
-                len: list.len() as u32,
-            };
-        }
-        let start = self.tree.leaves.len() as u32;
-        self.tree.leaves.extend_from_slice(&list);
         let len = list.len() as u32;
-        self.leaf_dedup.insert(list, start);
-        Node::Leaf { start, len }
+        let start = match self.leaf_dedup.get(&list) {
+            Some(&start) => start,
+            None => {
+                let start = self.tree.leaves.len() as u32;
+                self.tree.leaves.extend_from_slice(&list);
+                self.leaf_dedup.insert(list, start);
+                start
+            }
+        };
+        Node {
+            base: start,
+            mask: len,
+            dim: LEAF,
+            shift: 0,
+        }
     }
 
     fn child_span(&self, e: u32, dim: usize, region: &Region, child_bits: u8) -> (usize, usize) {
@@ -227,7 +314,10 @@ impl Builder<'_> {
                 if sum + n > SPFAC * list.len() && pick.is_some() {
                     break;
                 }
-                pick = Some((max, sum, dim, k));
+                // The fewest cuts that reach this largest child: more only copy rules.
+                if pick.is_none_or(|p: (usize, usize, usize, u32)| max < p.0) {
+                    pick = Some((max, sum, dim, k));
+                }
                 if max <= 1 {
                     break;
                 }
@@ -242,13 +332,12 @@ impl Builder<'_> {
     }
 }
 
-/// Drops the candidates a packet in `region` can never reach: an entry that surely
+/// Drops the candidates a packet in `region` can never reach: a slot that surely
 /// matches there (box-only, region inside its box) and transfers to `to` makes every
-/// entry between it and `to` dead, unless an earlier live entry can land inside that
-/// gap. Entries whose box misses the region go too.
-fn prune(items: &[Item], list: Vec<u32>, region: &Region) -> Vec<u32> {
+/// slot between it and `to` dead, unless a slot before it (in any partition) can land
+/// inside that gap (`land_after`). Slots whose box misses the region go too.
+fn prune(items: &[Item], land_after: &[u32], list: Vec<u32>, region: &Region) -> Vec<u32> {
     let mut out = Vec::with_capacity(list.len());
-    let mut landings: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
     let mut skip_until = 0u32;
     for e in list {
         if e < skip_until {
@@ -259,22 +348,33 @@ fn prune(items: &[Item], list: Vec<u32>, region: &Region) -> Vec<u32> {
             continue;
         }
         out.push(e);
-        while landings.peek().is_some_and(|l| l.0 <= e) {
-            landings.pop();
+        if !(it.box_only && region.inside(&it.bounds)) {
+            continue;
         }
-        let sure = it.box_only && region.inside(&it.bounds);
-        let next_landing = landings.peek().map_or(u32::MAX, |l| l.0);
+        let landing = land_after[e as usize];
         match it.flow {
             Flow::Next => {}
-            Flow::GuardFail(fail) if !sure => landings.push(Reverse(fail)),
-            Flow::GuardFail(_) => {}
-            Flow::Transfer(to) if sure => {
-                skip_until = to.min(next_landing);
-                landings.push(Reverse(to));
-            }
-            Flow::Transfer(to) => landings.push(Reverse(to)),
-            Flow::End if sure => skip_until = next_landing,
-            Flow::End => {}
+            Flow::Transfer(to) => skip_until = to.min(landing),
+            Flow::End => skip_until = landing,
+        }
+    }
+    out
+}
+
+/// `land_after` for `prune`: per slot, the smallest target above it of any transfer
+/// (`targets[j]`: where slot j may land, if anywhere) from a slot before it.
+pub fn land_after(targets: &[Option<u32>]) -> Vec<u32> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heap = BinaryHeap::new();
+    let mut out = Vec::with_capacity(targets.len());
+    for (s, t) in targets.iter().enumerate() {
+        while heap.peek().is_some_and(|&Reverse(x)| x as usize <= s) {
+            heap.pop();
+        }
+        out.push(heap.peek().map_or(u32::MAX, |&Reverse(x)| x));
+        if let Some(t) = t {
+            heap.push(Reverse(*t));
         }
     }
     out
@@ -304,7 +404,9 @@ mod tests {
         items[0].box_only = false;
         items.push(item((0, 255), Flow::Next));
         items.push(item((0, 255), Flow::Next));
-        assert_eq!(prune(&items, vec![0, 1, 2, 3], &r), vec![0, 1, 3]);
+        let land = land_after(&[Some(3), None, None, None]);
+        assert_eq!(land, vec![u32::MAX, 3, 3, u32::MAX]);
+        assert_eq!(prune(&items, &land, vec![0, 1, 2, 3], &r), vec![0, 1, 3]);
     }
 
     #[test]
@@ -312,9 +414,18 @@ mod tests {
         let items: Vec<Item> = (0..64u128)
             .map(|i| item((i * 4, i * 4 + 3), Flow::End))
             .collect();
-        let t = Tree::build(&items, (0..64).collect(), [8, 8, 8, 8, 8]);
+        let land = vec![u32::MAX; 64];
+        let t = Tree::build(
+            &items,
+            &land,
+            (0..64).collect(),
+            [8, 8, 8, 8, 8],
+            1 << 20,
+            true,
+        )
+        .expect("within budget");
         for i in 0..64u128 {
-            let leaf = t.find(&[i * 4 + 1, 0, 0, 0, 0]);
+            let leaf = t.find(&[i as u32 * 4 + 1, 0, 0, 0, 0]);
             assert!(leaf.contains(&(i as u32)), "{i}: {leaf:?}");
             assert!(leaf.len() <= BINTH);
         }
