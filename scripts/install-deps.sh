@@ -13,6 +13,8 @@ PKGS=(
   python3-scapy python3-matplotlib
   # conntrack -L: the kernel's table in fwd/tests/ct_differential.rs
   conntrack
+  # /usr/bin/time: peak memory of `fwd check` on huge configs (config_hostility.rs)
+  time
 )
 
 missing=()
