@@ -16,9 +16,15 @@ cargo build --workspace --all-targets --quiet
 echo "test.sh: running tests"
 # Integration tests each make their own namespaces and pin nothing, so they can run
 # side by side; two at a time matches this 2-core machine.
-cargo test --workspace -- --test-threads 2 "$@"
+log=$(mktemp /tmp/fwd-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace -- --test-threads 2 "$@" 2>&1 | tee "$log"
 # Fuzzing is opt-in: FWD_FUZZ_SECONDS=60 runs every cargo-fuzz target that long from
 # the committed corpus (scripts/fuzz.sh; about 7 min to build cold, 2 min warm).
 if [ "${FWD_FUZZ_SECONDS:-0}" -gt 0 ]; then
   scripts/fuzz.sh "$FWD_FUZZ_SECONDS"
 fi
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "test.sh: %d passed, %d failed\n", p, f }' "$log"
