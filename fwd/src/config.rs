@@ -345,13 +345,8 @@ impl Config {
         let err = |span: Range<usize>, field: String, msg: String| {
             ConfigError::at(path, text, span, field, msg)
         };
-        if self.ports.is_empty() {
-            return Err(err(
-                0..0,
-                "ports".into(),
-                "at least one [[ports]] entry is needed".into(),
-            ));
-        }
+        // A rules-only file (what `fwd import` writes) has no ports; `fwd run` refuses
+        // it, `fwd check` and `fwd rules -c` take it.
         for (i, p) in self.ports.iter().enumerate() {
             let span = p.span();
             let p = p.get_ref();
@@ -591,6 +586,13 @@ via = "198.19.0.2"
             Some("ports".into())
         );
         assert_eq!(enclosing_table("x = [\n", 6), None);
+    }
+
+    #[test]
+    fn a_rules_only_config_loads() {
+        let c = parse("[chains.FORWARD]\npolicy = \"DROP\"\nrules = [{ proto = \"tcp\", dport = 22, action = \"ACCEPT\" }]\n").unwrap();
+        assert!(c.ports.is_empty());
+        assert_eq!(c.ruleset().rule_count(), 1);
     }
 
     #[test]
