@@ -73,7 +73,7 @@ impl RouteEntry {
 pub enum RouteError {
     #[error("duplicate route for {0}")]
     Duplicate(IpNet),
-    /// Like `ip route add 10.0.0.1/8`: "Invalid prefix for given prefix length".
+    /// Like `ip route add 198.18.0.1/15`: "Invalid prefix for given prefix length".
     #[error("invalid prefix {0}: host bits set (did you mean {trunc})", trunc = .0.trunc())]
     HostBitsSet(IpNet),
     #[error("too many routes (limit {0})")]
@@ -337,14 +337,17 @@ mod tests {
             RouteEntry::new(0, Some("192.0.2.1".parse().unwrap())),
         )
         .unwrap();
-        b.add(net("10.0.0.0/8"), RouteEntry::new(1, None)).unwrap();
-        b.add(net("10.1.0.0/16"), RouteEntry::new(2, None)).unwrap();
-        b.add(net("10.1.2.0/24"), RouteEntry::new(3, None)).unwrap();
-        b.add(net("10.1.2.128/25"), RouteEntry::new(4, None))
+        b.add(net("198.18.0.0/15"), RouteEntry::new(1, None))
             .unwrap();
-        b.add(net("10.1.2.200/32"), RouteEntry::new(5, None))
+        b.add(net("198.19.0.0/16"), RouteEntry::new(2, None))
             .unwrap();
-        b.add(net("10.1.128.0/17"), RouteEntry::new(6, None))
+        b.add(net("198.19.2.0/24"), RouteEntry::new(3, None))
+            .unwrap();
+        b.add(net("198.19.2.128/25"), RouteEntry::new(4, None))
+            .unwrap();
+        b.add(net("198.19.2.200/32"), RouteEntry::new(5, None))
+            .unwrap();
+        b.add(net("198.19.128.0/17"), RouteEntry::new(6, None))
             .unwrap();
         let f = b.build();
         assert_eq!(f.len(), 7);
@@ -353,15 +356,15 @@ mod tests {
             f.lookup_v4(v4("8.8.8.8")).unwrap().via,
             Some("192.0.2.1".parse().unwrap())
         );
-        assert_eq!(port_of(f.lookup_v4(v4("10.200.0.1"))), Some(1));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.3.1"))), Some(2));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.2.1"))), Some(3));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.2.129"))), Some(4));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.2.200"))), Some(5));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.2.201"))), Some(4));
-        assert_eq!(port_of(f.lookup_v4(v4("10.1.200.1"))), Some(6));
+        assert_eq!(port_of(f.lookup_v4(v4("198.18.200.1"))), Some(1));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.3.1"))), Some(2));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.2.1"))), Some(3));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.2.129"))), Some(4));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.2.200"))), Some(5));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.2.201"))), Some(4));
+        assert_eq!(port_of(f.lookup_v4(v4("198.19.200.1"))), Some(6));
         assert_eq!(
-            port_of(f.lookup(Family::V4, u128::from(v4("10.1.2.200")))),
+            port_of(f.lookup(Family::V4, u128::from(v4("198.19.2.200")))),
             Some(5)
         );
         // No IPv6 default: v6 misses.
@@ -418,24 +421,25 @@ mod tests {
     #[test]
     fn builder_errors() {
         let mut b = FibBuilder::new();
-        b.add(net("10.0.0.0/8"), RouteEntry::new(1, None)).unwrap();
+        b.add(net("198.18.0.0/15"), RouteEntry::new(1, None))
+            .unwrap();
         assert_eq!(
-            b.add(net("10.0.0.0/8"), RouteEntry::new(2, None)),
-            Err(RouteError::Duplicate(net("10.0.0.0/8")))
+            b.add(net("198.18.0.0/15"), RouteEntry::new(2, None)),
+            Err(RouteError::Duplicate(net("198.18.0.0/15")))
         );
         assert_eq!(
-            b.add(net("10.0.0.1/8"), RouteEntry::new(2, None)),
-            Err(RouteError::HostBitsSet(net("10.0.0.1/8")))
+            b.add(net("198.18.0.1/15"), RouteEntry::new(2, None)),
+            Err(RouteError::HostBitsSet(net("198.18.0.1/15")))
         );
         assert_eq!(
-            RouteError::HostBitsSet(net("10.0.0.1/8")).to_string(),
-            "invalid prefix 10.0.0.1/8: host bits set (did you mean 10.0.0.0/8)"
+            RouteError::HostBitsSet(net("198.18.0.1/15")).to_string(),
+            "invalid prefix 198.18.0.1/15: host bits set (did you mean 198.18.0.0/15)"
         );
         // Same bits, other family: not a duplicate.
         b.add(net("::/8"), RouteEntry::new(3, None)).unwrap();
         assert_eq!(b.len(), 2);
         let f = b.build();
-        assert_eq!(port_of(f.lookup_v4(v4("10.9.9.9"))), Some(1));
+        assert_eq!(port_of(f.lookup_v4(v4("198.18.9.9"))), Some(1));
     }
 
     #[test]
