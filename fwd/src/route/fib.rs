@@ -374,12 +374,12 @@ mod tests {
     #[test]
     fn v4_no_default_misses() {
         let mut b = FibBuilder::new();
-        b.add(net("192.168.1.0/24"), RouteEntry::new(1, None))
+        b.add(net("198.18.1.0/24"), RouteEntry::new(1, None))
             .unwrap();
         b.add(net("255.255.255.255/32"), RouteEntry::new(2, None))
             .unwrap();
         let f = b.build();
-        assert_eq!(f.lookup_v4(v4("192.168.2.1")), None);
+        assert_eq!(f.lookup_v4(v4("198.18.2.1")), None);
         assert_eq!(f.lookup_v4(v4("0.0.0.0")), None);
         assert_eq!(port_of(f.lookup_v4(u32::MAX)), Some(2));
         assert_eq!(f.lookup_v4(u32::MAX - 1), None);

@@ -9,12 +9,12 @@ use super::super::*;
 use crate::packet::meta::Family::{self, V4, V6};
 use crate::packet::meta::PacketMeta;
 
-const C: [u8; 4] = [10, 0, 0, 1];
-const C2: [u8; 4] = [10, 0, 0, 2];
+const C: [u8; 4] = [198, 18, 0, 1];
+const C2: [u8; 4] = [198, 18, 0, 2];
 const S: [u8; 4] = [192, 0, 2, 10];
 /// The router's public address (SNAT / MASQUERADE source, DNAT VIP).
 const P: [u8; 4] = [203, 0, 113, 1];
-const INNER_SRV: [u8; 4] = [10, 0, 0, 80];
+const INNER_SRV: [u8; 4] = [198, 18, 0, 80];
 const R: [u8; 4] = [198, 51, 100, 254];
 
 fn table() -> Table {
@@ -151,7 +151,7 @@ fn dnat_rewrites_the_destination_and_replies_get_the_public_source() {
 fn dnat_and_snat_on_one_flow() {
     let mut t = table();
     let dnat = NatRange::addr(v4(INNER_SRV));
-    let snat = NatRange::addr(v4([10, 0, 0, 254]));
+    let snat = NatRange::addr(v4([198, 18, 0, 254]));
     let (_, out) = forward(
         &mut t,
         &udp(V4, v4(C), 7000, v4(P), 53),
@@ -159,10 +159,10 @@ fn dnat_and_snat_on_one_flow() {
         Some(snat),
     )
     .unwrap();
-    assert_eq!(out, udp(V4, v4([10, 0, 0, 254]), 7000, v4(INNER_SRV), 53));
+    assert_eq!(out, udp(V4, v4([198, 18, 0, 254]), 7000, v4(INNER_SRV), 53));
     let (_, back) = fwd(
         &mut t,
-        &udp(V4, v4(INNER_SRV), 53, v4([10, 0, 0, 254]), 7000),
+        &udp(V4, v4(INNER_SRV), 53, v4([198, 18, 0, 254]), 7000),
     );
     assert_eq!(back, udp(V4, v4(P), 53, v4(C), 7000));
 }
@@ -172,7 +172,7 @@ fn masquerade_to_ports_exhausts_into_a_counted_drop() {
     let mut t = table();
     let mut ports = Vec::new();
     for i in 0..4u8 {
-        let f = udp(V4, v4([10, 0, 1, i]), 5000, v4(S), 53);
+        let f = udp(V4, v4([198, 18, 1, i]), 5000, v4(S), 53);
         let mut m = meta(&f);
         let ct = t.track(&f, &m, 0, 0).unwrap();
         let h = ct.handle.unwrap();
@@ -205,7 +205,7 @@ fn udp_without_checksum_keeps_zero_and_nat66_fixes_the_v6_checksum() {
         frame_with(V4, v4(P), v4(S), 17, udp_l4(1000, 53, 5), true)
     );
 
-    let (c6, s6, p6) = (v6("fd00::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
+    let (c6, s6, p6) = (v6("2001:db8:1::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
     let (_, out) = forward(
         &mut t,
         &udp(V6, c6, 1000, s6, 53),
@@ -234,8 +234,8 @@ fn icmp_echo_ids_are_remapped_like_ports() {
             V6,
             128,
             129,
-            v6("fd00::1"),
-            v6("fd00::2"),
+            v6("2001:db8:1::1"),
+            v6("2001:db8:1::2"),
             v6("2001:db8::1"),
             v6("2001:db8:f::1"),
         ),
@@ -320,13 +320,13 @@ fn icmp_errors_about_dnat_flows_come_from_the_public_address() {
     let (_, out) = forward(&mut t, &orig, Some(dnat), None).unwrap();
     // The inside server's router reports; the client sees the VIP as the
     // reporter and its own packet quoted (Linux hides the inside).
-    check_error_translation(&mut t, &out, &orig, v4([10, 0, 0, 99]), v4(P), 3, 3);
+    check_error_translation(&mut t, &out, &orig, v4([198, 18, 0, 99]), v4(P), 3, 3);
 }
 
 #[test]
 fn icmpv6_errors_about_nat66_flows_are_translated_back() {
     let mut t = table();
-    let (c6, s6, p6) = (v6("fd00::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
+    let (c6, s6, p6) = (v6("2001:db8:1::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
     let r6 = v6("2001:db8:77::1");
     let orig = udp(V6, c6, 40000, s6, 33434);
     let (_, out) = forward(&mut t, &orig, None, Some(NatRange::addr(p6))).unwrap();
@@ -397,8 +397,8 @@ fn snat_many(flows: &[(u8, u8, u16)], lo: u16, hi: u16, fam: Family) -> (Table, 
     let (mut ok, mut exhausted) = (0, 0);
     for &(a, b, sport) in flows {
         let src = match fam {
-            V4 => v4([10, 1, a, b]),
-            V6 => v6("fd00::") + (u128::from(a) << 8 | u128::from(b)),
+            V4 => v4([198, 19, a, b]),
+            V6 => v6("2001:db8:1::") + (u128::from(a) << 8 | u128::from(b)),
         };
         let f = udp(fam, src, sport, dst, 443);
         let mut m = meta(&f);

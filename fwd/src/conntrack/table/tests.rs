@@ -29,7 +29,7 @@ fn go(t: &mut Table, f: &[u8], now: u64) -> CtResult {
     r
 }
 
-const C: [u8; 4] = [10, 0, 0, 1];
+const C: [u8; 4] = [198, 18, 0, 1];
 const S: [u8; 4] = [192, 0, 2, 10];
 
 fn c2s(flags: u8) -> Vec<u8> {
@@ -508,11 +508,11 @@ fn listing_reads_like_conntrack_l() {
     assert_eq!(
         lines,
         [
-            "tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=192.0.2.10 sport=40000 dport=80 \
-             packets=2 bytes=80 src=192.0.2.10 dst=10.0.0.1 sport=80 dport=40000 packets=1 \
+            "tcp      6 431999 ESTABLISHED src=198.18.0.1 dst=192.0.2.10 sport=40000 dport=80 \
+             packets=2 bytes=80 src=192.0.2.10 dst=198.18.0.1 sport=80 dport=40000 packets=1 \
              bytes=40 [ASSURED]",
-            "udp      17 29 src=10.0.0.1 dst=192.0.2.10 sport=5353 dport=53 packets=1 bytes=40 \
-             [UNREPLIED] src=192.0.2.10 dst=10.0.0.1 sport=53 dport=5353 packets=0 bytes=0",
+            "udp      17 29 src=198.18.0.1 dst=192.0.2.10 sport=5353 dport=53 packets=1 bytes=40 \
+             [UNREPLIED] src=192.0.2.10 dst=198.18.0.1 sport=53 dport=5353 packets=0 bytes=0",
         ]
     );
     let c = t.count_by_state();
@@ -534,7 +534,7 @@ fn arb_packet() -> impl Strategy<Value = (Vec<u8>, u64, u8)> {
         .prop_map(|(kind, a, b, port, flags, dt, action)| {
             let fam = if kind % 2 == 0 { V4 } else { V6 };
             let addr = |x: u8| match fam {
-                Family::V4 => v4([10, 0, 0, x]),
+                Family::V4 => v4([198, 18, 0, x]),
                 Family::V6 => v6("2001:db8::") + u128::from(x),
             };
             let (s, d) = (addr(a), addr(b));
