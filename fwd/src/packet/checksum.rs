@@ -150,10 +150,10 @@ mod tests {
         acc as u16
     }
 
-    // An IPv4 header captured from `ping 192.168.1.1` (checksum field 0xb861).
+    // An IPv4 header captured from `ping 198.19.251.149` (checksum field 0xb861).
     const IPV4_HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc6, 0x12, 0xfa,
+        0x96, 0xc6, 0x12, 0xfb, 0x5c,
     ];
 
     #[test]
@@ -215,12 +215,12 @@ mod tests {
     #[test]
     fn pseudo_headers() {
         let v4 = pseudo_header_v4(
-            Ipv4Addr::new(192, 168, 0, 1),
-            Ipv4Addr::new(192, 168, 0, 199),
+            Ipv4Addr::new(198, 18, 250, 150),
+            Ipv4Addr::new(198, 18, 251, 92),
             17,
             0x5f,
         );
-        // 0xc0a8 + 0x0001 + 0xc0a8 + 0x00c7 + 17 + 0x5f = 0x1_8288, folded 0x8289.
+        // 0xc612 + 0xfa96 + 0xc612 + 0xfb5c + 17 + 0x5f = 0x3_8286, folded 0x8289.
         assert_eq!(fold(v4), 0x8289);
         let src: Ipv6Addr = "fe80::1".parse().unwrap();
         let dst: Ipv6Addr = "ff02::1".parse().unwrap();

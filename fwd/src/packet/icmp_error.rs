@@ -241,7 +241,7 @@ mod tests {
     use crate::packet::testdata::*;
     use proptest::prelude::*;
 
-    const ROUTER4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 254);
+    const ROUTER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
     const CHUNK: usize = 4096 - 256;
 
     fn router6() -> Ipv6Addr {
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(&out[0..6], &orig[6..12]);
         assert_eq!(&out[6..12], &orig[0..6]);
         assert_eq!(&out[12..14], &[0x08, 0x00]);
-        let (quote, rest) = check_v4(out, 14, 0xc0a8_0164);
+        let (quote, rest) = check_v4(out, 14, 0xc612_fbf9);
         assert_eq!(quote, &orig[14..]);
         assert_eq!(rest, 0);
         let m = parsed(out);
@@ -314,7 +314,7 @@ mod tests {
             1400,
         )
         .unwrap();
-        let (quote, rest) = check_v4(&buf[..n], 14, 0xc0a8_0164);
+        let (quote, rest) = check_v4(&buf[..n], 14, 0xc612_fbf9);
         assert_eq!(quote, &IPV4_PING[..], "padding is not quoted");
         assert_eq!(rest, 1400);
         assert_eq!(parsed(&buf[..n]).icmp_code, 4);
@@ -337,7 +337,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, 18 + 576);
         assert_eq!(&buf[12..18], &[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
-        let (quote, _) = check_v4(&buf[..n], 18, 0xc0a8_0164);
+        let (quote, _) = check_v4(&buf[..n], 18, 0xc612_fbf9);
         assert_eq!(quote.len(), 548);
         assert_eq!(quote, &orig[18..18 + 548]);
     }
@@ -349,7 +349,7 @@ mod tests {
         let mut buf = orig.clone();
         let n = icmpv4_error_in_place(&mut buf, orig.len(), 14, ROUTER4, 11, 0).unwrap();
         assert_eq!(n, orig.len());
-        let (quote, _) = check_v4(&buf[..n], 14, 0xc0a8_0164);
+        let (quote, _) = check_v4(&buf[..n], 14, 0xc612_fbf9);
         assert_eq!(quote, &orig[14..14 + 32]);
         // Room for less than header + 8: refused.
         let mut buf = orig[..14 + 28 + 27].to_vec();

@@ -322,7 +322,7 @@ mod tests {
             m,
             PacketMeta {
                 family: Family::V4,
-                src: 0xc0a8_0164,
+                src: 0xc612_fbf9,
                 dst: 0x5db8_d822,
                 proto: 6,
                 sport: 54321,
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(parse(&f, &mut m), Err(ParseError::TruncatedL4));
         assert_eq!(
             (m.src, m.proto, m.l4_off, m.l4_valid),
-            (0xc0a8_0164, 6, 34, false)
+            (0xc612_fbf9, 6, 34, false)
         );
         // Data offset 10 but only 20 bytes of TCP.
         hdr[3] = 40;

@@ -232,7 +232,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 mod tests {
     use super::*;
 
-    const SRC4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
+    const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 251, 249);
     const DST4: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 
     /// A Linux SYN to 93.184.216.34:443: MSS 1460, SACK-permitted, timestamps, NOP,

@@ -162,10 +162,10 @@ pub fn update_checksum_u16(csum: u16, old: u16, new: u16) -> u16 {
 mod tests {
     use super::*;
 
-    const SRC4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
-    const DST4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+    const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 251, 249);
+    const DST4: Ipv4Addr = Ipv4Addr::new(198, 19, 251, 149);
 
-    /// DNS query for example.com A from 192.168.1.100:57585 to 192.168.1.1:53.
+    /// DNS query for example.com A from 198.18.251.249:57585 to 198.19.251.149:53.
     const DNS: [u8; 37] = [
         0xe0, 0xf1, 0x00, 0x35, 0x00, 0x25, 0x1f, 0x8c, 0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x03, 0x63,
@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(u.checksum(), 0x1f8c);
         assert_eq!(u.payload().len(), 29);
         assert!(u.verify_checksum_v4(SRC4, DST4));
-        assert!(!u.verify_checksum_v4(SRC4, Ipv4Addr::new(192, 168, 1, 2)));
+        assert!(!u.verify_checksum_v4(SRC4, Ipv4Addr::new(198, 19, 251, 150)));
     }
 
     #[test]

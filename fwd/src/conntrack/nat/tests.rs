@@ -205,7 +205,11 @@ fn udp_without_checksum_keeps_zero_and_nat66_fixes_the_v6_checksum() {
         frame_with(V4, v4(P), v4(S), 17, udp_l4(1000, 53, 5), true)
     );
 
-    let (c6, s6, p6) = (v6("2001:db8:1::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
+    let (c6, s6, p6) = (
+        v6("2001:db8:1::1"),
+        v6("2001:db8::53"),
+        v6("2001:db8:ffff::1"),
+    );
     let (_, out) = forward(
         &mut t,
         &udp(V6, c6, 1000, s6, 53),
@@ -326,7 +330,11 @@ fn icmp_errors_about_dnat_flows_come_from_the_public_address() {
 #[test]
 fn icmpv6_errors_about_nat66_flows_are_translated_back() {
     let mut t = table();
-    let (c6, s6, p6) = (v6("2001:db8:1::1"), v6("2001:db8::53"), v6("2001:db8:ffff::1"));
+    let (c6, s6, p6) = (
+        v6("2001:db8:1::1"),
+        v6("2001:db8::53"),
+        v6("2001:db8:ffff::1"),
+    );
     let r6 = v6("2001:db8:77::1");
     let orig = udp(V6, c6, 40000, s6, 33434);
     let (_, out) = forward(&mut t, &orig, None, Some(NatRange::addr(p6))).unwrap();
