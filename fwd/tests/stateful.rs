@@ -6,19 +6,7 @@ mod common;
 
 use std::{thread, time::Duration};
 
-use common::{json_stdout, repo_root, tool, Fwd, Testbed};
-
-/// A shipped config with this testbed's interfaces and control socket.
-fn shipped(tb: &Testbed, name: &str) -> String {
-    std::fs::read_to_string(repo_root().join("configs").join(name))
-        .unwrap()
-        .replace("\"fwd-a\"", &format!("\"{}\"", tb.port_a()))
-        .replace("\"fwd-b\"", &format!("\"{}\"", tb.port_b()))
-        .replace(
-            "\"/run/fwd/fwd.sock\"",
-            &format!("\"{}\"", tb.control_socket().display()),
-        )
-}
+use common::{json_stdout, tool, Fwd, Testbed};
 
 /// Runs tools/tcp_stream.py's server in `server_ns` on `listen`, a client in
 /// `client_ns` to `connect`, and returns (server's report, client's report).
@@ -77,7 +65,7 @@ fn tcp_connect(tb: &Testbed, ns: &str, addr: &str, port: u16) -> String {
 fn firewall_lets_replies_in_and_refuses_new_inbound_connections() {
     require_root!();
     let tb = Testbed::up();
-    let fwd = Fwd::start(&tb, &shipped(&tb, "firewall.toml"));
+    let fwd = Fwd::start(&tb, &tb.shipped_config("firewall.toml"));
     tb.ping_sink();
     // Web out from the LAN works, replies come back (ESTABLISHED).
     let (server, client) = stream(
@@ -116,7 +104,7 @@ fn firewall_lets_replies_in_and_refuses_new_inbound_connections() {
 fn nat_gateway_masquerades_and_forwards_a_port() {
     require_root!();
     let tb = Testbed::up();
-    let fwd = Fwd::start(&tb, &shipped(&tb, "nat-gateway.toml"));
+    let fwd = Fwd::start(&tb, &tb.shipped_config("nat-gateway.toml"));
     tb.ping_sink();
     // Out through MASQUERADE: the server sees the gateway's address.
     let (server, client) = stream(
@@ -164,7 +152,7 @@ fn ttl_expiry_beyond_the_nat_comes_back_translated() {
     let tb = Testbed::up();
     let cfg = format!(
         "{}\n[[routes]]\nprefix = \"198.19.200.0/24\"\nvia = \"198.19.0.2\"\n",
-        shipped(&tb, "nat-gateway.toml")
+        tb.shipped_config("nat-gateway.toml")
     );
     let fwd = Fwd::start(&tb, &cfg);
     // Make the sink a router towards 198.19.200.0/24, so a TTL that runs out there
@@ -197,7 +185,9 @@ fn ttl_expiry_beyond_the_nat_comes_back_translated() {
 fn a_full_connection_table_evicts_unanswered_flows_and_never_grows() {
     require_root!();
     let tb = Testbed::up();
-    let cfg = shipped(&tb, "nat-gateway.toml").replace("max_entries = 65536", "max_entries = 16");
+    let cfg = tb
+        .shipped_config("nat-gateway.toml")
+        .replace("max_entries = 65536", "max_entries = 16");
     let fwd = Fwd::start(&tb, &cfg);
     tb.ping_sink();
     // 64 UDP flows (64 source ports) against a 16-entry table.

@@ -94,14 +94,20 @@ impl Testbed {
     /// configs/router.toml with this testbed's interface names and its own
     /// control socket.
     pub fn router_config(&self) -> String {
-        let cfg = std::fs::read_to_string(repo_root().join("configs/router.toml"))
+        self.shipped_config("router.toml")
+    }
+
+    /// A config from configs/ as shipped, with this testbed's interface names and
+    /// its own control socket.
+    pub fn shipped_config(&self, name: &str) -> String {
+        std::fs::read_to_string(repo_root().join("configs").join(name))
             .unwrap()
             .replace("\"fwd-a\"", &format!("\"{}\"", self.port_a()))
-            .replace("\"fwd-b\"", &format!("\"{}\"", self.port_b()));
-        cfg.replace(
-            "\"/run/fwd/fwd.sock\"",
-            &format!("\"{}\"", self.control_socket().display()),
-        )
+            .replace("\"fwd-b\"", &format!("\"{}\"", self.port_b()))
+            .replace(
+                "\"/run/fwd/fwd.sock\"",
+                &format!("\"{}\"", self.control_socket().display()),
+            )
     }
 
     pub fn control_socket(&self) -> PathBuf {
