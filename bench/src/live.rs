@@ -21,7 +21,7 @@ use libbpf_rs::{
 use crate::{
     afxdp::Bounds,
     report::{GenReport, Progress},
-    traffic::{Proto, Sizes, TrafficSpec, FCS_LEN, PORTS_PER_ADDR},
+    traffic::{Proto, Sizes, TrafficSpec, Vary, FCS_LEN, PORTS_PER_ADDR},
 };
 
 mod skel {
@@ -50,6 +50,12 @@ pub fn check_spec(spec: &TrafficSpec) -> Result<(), String> {
     }
     if !matches!(spec.sizes, Sizes::Fixed(_)) {
         return Err("--engine live sends one frame size; use --engine afxdp for IMIX".into());
+    }
+    if spec.vary != Vary::Src || spec.first_flow != 0 {
+        return Err(
+            "--engine live varies the source port from flow 0 only: use --engine afxdp for --vary dst or --first-flow"
+                .into(),
+        );
     }
     if spec.flows > PORTS_PER_ADDR {
         return Err(format!(

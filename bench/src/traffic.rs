@@ -106,8 +106,31 @@ pub struct TrafficSpec {
     pub sport: u16,
     pub dport: u16,
     pub flows: u32,
+    /// Which end of the flow varies from flow to flow.
+    pub vary: Vary,
+    /// Frame `seq` belongs to flow `(first_flow + seq) % flows`: successive runs
+    /// with growing offsets send flows no earlier run has sent.
+    pub first_flow: u64,
     pub sizes: Sizes,
     pub ttl: u8,
+}
+
+/// The end of a flow that varies: the source (a client's connections) or the
+/// destination (the same flows' replies, sent from the other side).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Vary {
+    #[default]
+    Src,
+    Dst,
+}
+
+/// One flow's addresses and ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTuple {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -171,24 +194,39 @@ impl TrafficSpec {
         self.payload_offset() + PAYLOAD_LEN + FCS_LEN
     }
 
-    /// Source address and port of flow `flow`: the port varies fastest, then the
-    /// address (so up to 4096 flows share one source address).
-    pub fn flow_source(&self, flow: u32) -> (IpAddr, u16) {
-        let port = self.sport.wrapping_add((flow % PORTS_PER_ADDR) as u16);
+    /// The flow frame `seq` belongs to.
+    pub fn flow_of(&self, seq: u64) -> u32 {
+        (self.first_flow.wrapping_add(seq) % u64::from(self.flows)) as u32
+    }
+
+    /// Addresses and ports of flow `flow`: on the varying end the port moves fastest,
+    /// then the address (so up to 4096 flows share one address).
+    pub fn flow_tuple(&self, flow: u32) -> FlowTuple {
         let step = flow / PORTS_PER_ADDR;
-        let addr = match self.src {
+        let addr = |a: IpAddr| match a {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(step))),
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(step.into()))),
         };
-        (addr, port)
+        let port = |p: u16| p.wrapping_add((flow % PORTS_PER_ADDR) as u16);
+        let mut t = FlowTuple {
+            src: self.src,
+            sport: self.sport,
+            dst: self.dst,
+            dport: self.dport,
+        };
+        match self.vary {
+            Vary::Src => (t.src, t.sport) = (addr(t.src), port(t.sport)),
+            Vary::Dst => (t.dst, t.dport) = (addr(t.dst), port(t.dport)),
+        }
+        t
     }
 
     /// Writes frame `seq` into `buf` and returns its length (without FCS). `buf` must
     /// hold `sizes.max() - FCS_LEN` bytes. The flow is `seq % flows`.
     pub fn build(&self, buf: &mut [u8], seq: u64, tstamp_ns: u64) -> usize {
         let len = self.sizes.of(seq) - FCS_LEN;
-        let flow = (seq % u64::from(self.flows)) as u32;
-        let (src, sport) = self.flow_source(flow);
+        let flow = self.flow_of(seq);
+        let t = self.flow_tuple(flow);
         let buf = &mut buf[..len];
         let l3 = ethernet::HEADER_LEN;
         let l4 = l3 + self.l3_len();
@@ -201,14 +239,14 @@ impl TrafficSpec {
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
         eth.set_dst_addr(self.dst_mac);
         eth.set_src_addr(self.src_mac);
-        let proto = match (self.proto, self.dst) {
+        let proto = match (self.proto, t.dst) {
             (Proto::Udp, _) => protocol::UDP,
             (Proto::Tcp, _) => protocol::TCP,
             (Proto::Icmp, IpAddr::V4(_)) => protocol::ICMP,
             (Proto::Icmp, IpAddr::V6(_)) => protocol::ICMPV6,
         };
         let l4_total = len - l4;
-        match (src, self.dst) {
+        match (t.src, t.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 eth.set_ethertype(ethernet::ethertype::IPV4);
                 let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..]);
@@ -222,14 +260,7 @@ impl TrafficSpec {
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
                 ip.fill_checksum();
-                self.build_l4(
-                    &mut buf[l4..],
-                    l4_total,
-                    sport,
-                    flow,
-                    seq,
-                    L3Addrs::V4(s, d),
-                );
+                self.build_l4(&mut buf[l4..], l4_total, &t, flow, seq, L3Addrs::V4(s, d));
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 eth.set_ethertype(ethernet::ethertype::IPV6);
@@ -240,27 +271,20 @@ impl TrafficSpec {
                 ip.set_hop_limit(self.ttl);
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
-                self.build_l4(
-                    &mut buf[l4..],
-                    l4_total,
-                    sport,
-                    flow,
-                    seq,
-                    L3Addrs::V6(s, d),
-                );
+                self.build_l4(&mut buf[l4..], l4_total, &t, flow, seq, L3Addrs::V6(s, d));
             }
             _ => unreachable!("validate() rejects mixed families"),
         }
         len
     }
 
-    fn build_l4(&self, b: &mut [u8], len: usize, sport: u16, flow: u32, seq: u64, a: L3Addrs) {
+    fn build_l4(&self, b: &mut [u8], len: usize, t: &FlowTuple, flow: u32, seq: u64, a: L3Addrs) {
         let b = &mut b[..len];
         match self.proto {
             Proto::Udp => {
                 let mut u = UdpPacket::new_unchecked(b);
-                u.set_src_port(sport);
-                u.set_dst_port(self.dport);
+                u.set_src_port(t.sport);
+                u.set_dst_port(t.dport);
                 u.set_len(len as u16);
                 match a {
                     L3Addrs::V4(s, d) => u.fill_checksum_v4(s, d),
@@ -268,19 +292,19 @@ impl TrafficSpec {
                 }
             }
             Proto::Tcp => {
-                let mut t = TcpPacket::new_unchecked(b);
-                t.set_src_port(sport);
-                t.set_dst_port(self.dport);
-                t.set_seq_number(seq as u32);
-                t.set_ack_number(0);
-                t.set_header_len(tcp::MIN_HEADER_LEN);
+                let mut p = TcpPacket::new_unchecked(b);
+                p.set_src_port(t.sport);
+                p.set_dst_port(t.dport);
+                p.set_seq_number(seq as u32);
+                p.set_ack_number(0);
+                p.set_header_len(tcp::MIN_HEADER_LEN);
                 // ACK only: a mid-connection segment, what a stateless ruleset sees most.
-                t.set_flags(tcp::flags::ACK);
-                t.set_window_len(65535);
-                t.set_urgent_at(0);
+                p.set_flags(tcp::flags::ACK);
+                p.set_window_len(65535);
+                p.set_urgent_at(0);
                 match a {
-                    L3Addrs::V4(s, d) => t.fill_checksum_v4(s, d),
-                    L3Addrs::V6(s, d) => t.fill_checksum_v6(s, d),
+                    L3Addrs::V4(s, d) => p.fill_checksum_v4(s, d),
+                    L3Addrs::V6(s, d) => p.fill_checksum_v6(s, d),
                 }
             }
             Proto::Icmp => match a {
@@ -360,6 +384,8 @@ mod tests {
             sport: 1024,
             dport: 9,
             flows,
+            vary: Vary::Src,
+            first_flow: 0,
             sizes,
             ttl: 64,
         }
@@ -376,10 +402,10 @@ mod tests {
         let mut m = PacketMeta::default();
         fwd::packet::parse(f, &mut m).unwrap();
         assert!(m.l4_valid);
-        let (src, sport) = s.flow_source((seq % u64::from(s.flows)) as u32);
+        let t = s.flow_tuple(s.flow_of(seq));
         let l3 = &f[usize::from(m.l3_off)..];
         let l4 = &f[usize::from(m.l4_off)..];
-        match (src, s.dst) {
+        match (t.src, t.dst) {
             (IpAddr::V4(sa), IpAddr::V4(da)) => {
                 assert_eq!(m.family, Family::V4);
                 let ip = Ipv4Packet::new_checked(l3).unwrap();
@@ -429,12 +455,11 @@ mod tests {
         }
         if s.proto != Proto::Icmp {
             assert_eq!(
-                m.sport,
-                sport,
-                "flow {} source port",
-                seq % u64::from(s.flows)
+                (m.sport, m.dport),
+                (t.sport, t.dport),
+                "flow {}",
+                s.flow_of(seq)
             );
-            assert_eq!(m.dport, 9);
         }
         assert_eq!(read_payload(f, &mut m), Some((seq, 123_456_789)));
     }
@@ -492,14 +517,54 @@ mod tests {
             Sizes::Fixed(64),
             10_000,
         );
-        assert_eq!(s.flow_source(0), ("198.18.0.2".parse().unwrap(), 1024));
-        assert_eq!(
-            s.flow_source(4095),
-            ("198.18.0.2".parse().unwrap(), 1024 + 4095)
-        );
-        assert_eq!(s.flow_source(4096), ("198.18.0.3".parse().unwrap(), 1024));
+        let src = |f| {
+            let t = s.flow_tuple(f);
+            (t.src.to_string(), t.sport)
+        };
+        assert_eq!(src(0), ("198.18.0.2".into(), 1024));
+        assert_eq!(src(4095), ("198.18.0.2".into(), 1024 + 4095));
+        assert_eq!(src(4096), ("198.18.0.3".into(), 1024));
         check(&s, 4096 + 5);
         check(&s, 9_999);
+    }
+
+    #[test]
+    fn replies_vary_the_destination_and_match_the_flows_they_answer() {
+        let out = spec(
+            "198.18.64.1",
+            "198.19.128.1",
+            Proto::Udp,
+            Sizes::Fixed(64),
+            10_000,
+        );
+        let mut back = out.clone();
+        (back.src, back.sport, back.dst, back.dport) = (out.dst, out.dport, out.src, out.sport);
+        back.vary = Vary::Dst;
+        for f in [0, 1, 4095, 4096, 9_999] {
+            let (o, b) = (out.flow_tuple(f), back.flow_tuple(f));
+            assert_eq!(
+                (o.src, o.sport, o.dst, o.dport),
+                (b.dst, b.dport, b.src, b.sport)
+            );
+        }
+        for seq in [0, 4097, 9_999] {
+            check(&back, seq);
+        }
+    }
+
+    #[test]
+    fn first_flow_offsets_runs_so_they_do_not_repeat_flows() {
+        let mut s = spec(
+            "198.18.64.1",
+            "198.19.128.1",
+            Proto::Udp,
+            Sizes::Fixed(64),
+            1 << 20,
+        );
+        s.first_flow = 5_000;
+        assert_eq!((s.flow_of(0), s.flow_of(1)), (5_000, 5_001));
+        assert_eq!(s.flow_of((1 << 20) - 5_000), 0, "wraps at --flows");
+        check(&s, 7);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
 use bench::{
     afxdp::{self, Bounds, TxOptions},
     live::{self, LiveOptions},
-    traffic::{Proto, Sizes, TrafficSpec},
+    traffic::{Proto, Sizes, TrafficSpec, Vary},
     EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME,
 };
 use clap::{Parser, ValueEnum};
@@ -62,7 +62,7 @@ struct Args {
     /// Source MAC (default: the interface's own).
     #[arg(long)]
     src_mac: Option<String>,
-    /// Source address (IPv4 or IPv6); flows above 4096 step it up by one.
+    /// Source address (IPv4 or IPv6); every 4096 flows step it up by one.
     #[arg(long, default_value = "198.18.0.2")]
     src: IpAddr,
     /// Destination address, same family as --src.
@@ -78,6 +78,15 @@ struct Args {
     /// Number of flows (distinct source port/address pairs).
     #[arg(long, default_value_t = 1)]
     flows: u32,
+    /// Which end the flows vary: src (a client's connections) or dst (their
+    /// replies: give the forward run's --dst/--dport as --src/--sport and its
+    /// --src/--sport as --dst/--dport, from the other side).
+    #[arg(long, value_enum, default_value_t = Vary::Src)]
+    vary: Vary,
+    /// Start at this flow (frame k is flow (first_flow + k) % flows): successive
+    /// runs with growing offsets send only flows no earlier run sent.
+    #[arg(long, default_value_t = 0)]
+    first_flow: u64,
     /// Frame size in bytes including the 4-byte FCS (64..1518), or "imix".
     #[arg(long, default_value = "64")]
     size: Sizes,
@@ -171,6 +180,8 @@ fn main() -> ExitCode {
         sport: a.sport,
         dport: a.dport,
         flows: a.flows,
+        vary: a.vary,
+        first_flow: a.first_flow,
         sizes: a.size,
         ttl: a.ttl,
     };
