@@ -325,9 +325,9 @@ fn print_reasons(r: &StatsReport) {
 }
 
 /// `fwd conntrack`: the running daemon's connections, like `conntrack -L`, with
-/// counts per state.
-pub fn conntrack(socket: &Path, json: bool) -> u8 {
-    match ask(socket, Request::Conntrack) {
+/// counts per state (only those with `count_only`).
+pub fn conntrack(socket: &Path, json: bool, count_only: bool) -> u8 {
+    match ask(socket, Request::Conntrack { count_only }) {
         Ok(v) => {
             if json {
                 println!("{v}");
@@ -337,16 +337,24 @@ pub fn conntrack(socket: &Path, json: bool) -> u8 {
             for f in flows {
                 println!("{}", f.as_str().unwrap_or_default());
             }
-            let counts: Vec<String> = v["counts"]
+            let counts: Vec<(&String, u64)> = v["counts"]
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .filter(|(_, n)| n.as_u64() != Some(0))
-                        .map(|(k, n)| format!("{k}={n}"))
+                        .map(|(k, n)| (k, n.as_u64().unwrap_or(0)))
+                        .filter(|(_, n)| *n != 0)
                         .collect()
                 })
                 .unwrap_or_default();
-            eprintln!("fwd: {} flow entries ({})", flows.len(), counts.join(" "));
+            // Every entry has one protocol key; the flags (assured, ...) overlap them.
+            let flags = ["assured", "unconfirmed", "unreplied"];
+            let entries: u64 = counts
+                .iter()
+                .filter(|(k, _)| !flags.contains(&k.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            eprintln!("fwd: {entries} flow entries ({})", counts.join(" "));
             EXIT_OK
         }
         Err(code) => code,

@@ -69,6 +69,10 @@ enum Command {
         /// The flows, counts and per-worker table counters as JSON.
         #[arg(long)]
         json: bool,
+        /// Only the counts per state (like `conntrack -C`, by state): no line per
+        /// flow, for tables of millions.
+        #[arg(long)]
+        count: bool,
     },
     /// Turn another tool's rules into fwd config TOML (on stdout).
     ///
@@ -167,8 +171,12 @@ fn main() -> ExitCode {
             Ok(p) => fwd::cli::rules_live(&p, json),
             Err(c) => c,
         },
-        Command::Conntrack { target, json } => match target.path() {
-            Ok(p) => fwd::cli::conntrack(&p, json),
+        Command::Conntrack {
+            target,
+            json,
+            count,
+        } => match target.path() {
+            Ok(p) => fwd::cli::conntrack(&p, json, count),
             Err(c) => c,
         },
         Command::Import {

@@ -200,9 +200,26 @@ fn a_full_connection_table_evicts_unanswered_flows_and_never_grows() {
     assert!(ct["early_drops"].as_u64().unwrap() >= 64 - 16, "{s}");
     assert!(ct["entries"].as_u64().unwrap() <= 16, "{s}");
     let listing = json_stdout(&tb.fwd_cli(&["conntrack", "--json"]));
-    assert!(
-        listing["flows"].as_array().unwrap().len() <= 16,
-        "{listing}"
+    let listed = listing["flows"].as_array().unwrap();
+    assert!(listed.len() <= 16, "{listing}");
+    // --count: the same table counted in the worker, no line per flow. The UDP
+    // probes were never answered ([UNREPLIED]); the ping was.
+    let counted = json_stdout(&tb.fwd_cli(&["conntrack", "--json", "--count"]));
+    let n = |k: &str| counted["counts"][k].as_u64().unwrap_or(0);
+    assert!(counted["flows"].as_array().unwrap().is_empty(), "{counted}");
+    assert_eq!(
+        n("udp") + n("icmp"),
+        listed.len() as u64,
+        "{counted} vs {listing}"
+    );
+    let unreplied = listed
+        .iter()
+        .filter(|f| f.as_str().unwrap().contains("[UNREPLIED]"))
+        .count() as u64;
+    assert_eq!(
+        (n("unreplied"), n("udp")),
+        (unreplied, unreplied),
+        "{counted}"
     );
     drop(fwd);
 }

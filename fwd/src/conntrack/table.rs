@@ -457,6 +457,9 @@ impl Table {
             if c.status & ASSURED != 0 {
                 s.assured += 1;
             }
+            if c.status & SEEN_REPLY == 0 {
+                s.unreplied += 1;
+            }
             match c.l4() {
                 L4::Tcp => s.tcp[c.tcp.state as usize] += 1,
                 L4::Udp => s.udp += 1,
@@ -635,6 +638,8 @@ pub struct StateCounts {
     pub other: u64,
     pub assured: u64,
     pub unconfirmed: u64,
+    /// No packet seen in the reply direction (`conntrack -L`'s `[UNREPLIED]`).
+    pub unreplied: u64,
 }
 
 /// One entry for listing (`fwd conntrack`, like `conntrack -L`).

@@ -29,7 +29,12 @@ pub enum Request {
     Stats,
     Rules,
     Reload,
-    Conntrack,
+    /// The connection table; `count_only` leaves the flow listing out (a table of
+    /// millions is counted in the worker without building a line per flow).
+    Conntrack {
+        #[serde(default)]
+        count_only: bool,
+    },
 }
 
 /// The reply: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.

@@ -106,7 +106,7 @@ struct Daemon {
     tracking: bool,
     /// Where to ask each worker for its connection listing.
     ct_requests:
-        Vec<crossbeam::channel::Sender<crossbeam::channel::Sender<Option<worker::CtDump>>>>,
+        Vec<crossbeam::channel::Sender<(bool, crossbeam::channel::Sender<Option<worker::CtDump>>)>>,
     /// Each worker's core and (interface, queue) list.
     workers: Vec<WorkerLayout>,
     reloads: AtomicU64,
@@ -328,7 +328,7 @@ impl control::Handler for Daemon {
                     "counters": sum.iter().map(|c| [c.packets, c.bytes]).collect::<Vec<_>>(),
                 }))
             }
-            Request::Conntrack => {
+            Request::Conntrack { count_only } => {
                 if !self.tracking {
                     return Reply::err("this fwd does not track connections (no ctstate/ctstatus or NAT rules, no [conntrack] section)");
                 }
@@ -337,7 +337,10 @@ impl control::Handler for Daemon {
                 let mut stats = Vec::new();
                 for tx in &self.ct_requests {
                     let (rtx, rrx) = crossbeam::channel::bounded(1);
-                    if tx.send_timeout(rtx, Duration::from_secs(1)).is_err() {
+                    if tx
+                        .send_timeout((count_only, rtx), Duration::from_secs(1))
+                        .is_err()
+                    {
                         return Reply::err("a worker did not answer");
                     }
                     match rrx.recv_timeout(Duration::from_secs(2)) {
@@ -357,6 +360,8 @@ impl control::Handler for Daemon {
                             *by_state.entry("assured".into()).or_default() += d.by_state.assured;
                             *by_state.entry("unconfirmed".into()).or_default() +=
                                 d.by_state.unconfirmed;
+                            *by_state.entry("unreplied".into()).or_default() +=
+                                d.by_state.unreplied;
                             stats.push(format!("{:?}", d.stats));
                         }
                         Ok(None) => {}

@@ -69,7 +69,7 @@ pub struct Worker {
     /// Connection tracking for this worker (None: the rules need none).
     pub conntrack: Option<CtConfig>,
     /// `fwd conntrack` requests: the worker answers with its table's listing.
-    pub ct_requests: Receiver<Sender<Option<CtDump>>>,
+    pub ct_requests: Receiver<(bool, Sender<Option<CtDump>>)>,
 }
 
 /// One worker's connection table, as `fwd conntrack` shows it.
@@ -273,9 +273,13 @@ impl Worker {
                 self.publish_rules(rule_gen, &rule_counters, ct.as_ref(), now_ms);
                 // `fwd conntrack`: the listing is built here, off the packet path,
                 // only when asked.
-                while let Ok(reply) = self.ct_requests.try_recv() {
+                while let Ok((count_only, reply)) = self.ct_requests.try_recv() {
                     let dump = ct.as_ref().map(|t| CtDump {
-                        flows: t.entries(now_ms).map(|f| f.to_string()).collect(),
+                        flows: if count_only {
+                            Vec::new()
+                        } else {
+                            t.entries(now_ms).map(|f| f.to_string()).collect()
+                        },
                         stats: t.stats(),
                         by_state: t.count_by_state(),
                     });

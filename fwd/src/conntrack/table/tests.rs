@@ -517,7 +517,7 @@ fn listing_reads_like_conntrack_l() {
     );
     let c = t.count_by_state();
     assert_eq!(c.tcp[TcpState::Established as usize], 1);
-    assert_eq!((c.udp, c.unconfirmed, c.assured), (2, 1, 1));
+    assert_eq!((c.udp, c.unconfirmed, c.assured, c.unreplied), (2, 1, 1, 2));
 }
 
 /// One random packet of a small universe (so flows collide and repeat).
