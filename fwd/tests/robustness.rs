@@ -201,6 +201,7 @@ fn background(k: &str) -> bool {
         "events.forwarded"
             | "events.idle_rounds"
             | "events.sleeps"
+            | "events.busy_ns"
             | "events.icmp_sent"
             | "xdp.xdp_redirect"
             | "xdp.xdp_pass_arp"

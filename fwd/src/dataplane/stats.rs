@@ -104,10 +104,14 @@ pub enum Event {
     IdleRounds,
     /// Times the worker slept in poll(2).
     Sleeps,
+    /// Nanoseconds spent in rounds that moved frames, from RX to the TX kick and
+    /// refill: the worker's work, which a spinning worker's CPU time hides
+    /// (busy_ns / forwarded is its on-CPU cost per frame).
+    BusyNs,
 }
 
 impl Event {
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 8] = [
         Event::Forwarded,
         Event::IcmpSent,
         Event::NeighHeld,
@@ -115,6 +119,7 @@ impl Event {
         Event::NeighRequests,
         Event::IdleRounds,
         Event::Sleeps,
+        Event::BusyNs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +131,7 @@ impl Event {
             Event::NeighRequests => "neigh_requests",
             Event::IdleRounds => "idle_rounds",
             Event::Sleeps => "sleeps",
+            Event::BusyNs => "busy_ns",
         }
     }
 }

@@ -267,6 +267,9 @@ impl Worker {
                     xsk::wake_rx(s.fd());
                 }
             }
+            if got > 0 {
+                counters.event(Event::BusyNs, now.elapsed().as_nanos() as u64);
+            }
 
             if now.duration_since(last_rules_publish) >= RULES_PUBLISH {
                 last_rules_publish = now;
