@@ -163,6 +163,44 @@ impl Table {
         }
     }
 
+    /// Look ahead, step 1: starts loading the index slots that tracking this frame
+    /// reads: its own tuple's (the lookup) and, for a connection it creates, the
+    /// reply tuple's (the clash check and insertion). A batch calls this for every
+    /// frame first, so the cache misses of a large table overlap instead of queueing
+    /// up. Returns the tuple's hash for step 2.
+    #[inline]
+    pub fn prefetch(&self, frame: &[u8], meta: &PacketMeta, zone: u16) -> Option<u64> {
+        let Extracted::Flow(key, _) = tuple::extract(frame, meta, zone) else {
+            return None;
+        };
+        let h = key.hash(self.seed);
+        crate::xsk::prefetch(self.home(h));
+        if let Some(reply) = key.invert() {
+            crate::xsk::prefetch(self.home(reply.hash(self.seed)));
+        }
+        Some(h)
+    }
+
+    /// Look ahead, step 2 (once step 1 ran for the whole batch, so the slot has
+    /// likely arrived): starts loading the entry the tuple's home slot names, when
+    /// its hash tag matches.
+    #[inline]
+    pub fn prefetch_entry(&self, h: u64) {
+        let s = self.home(h);
+        if s.reff != EMPTY && s.hash == h as u32 {
+            let c = &self.conns[(s.reff >> 1) as usize];
+            crate::xsk::prefetch(&c.tuple[(s.reff & 1) as usize]);
+            crate::xsk::prefetch(&c.packets);
+            crate::xsk::prefetch(&c.status);
+        }
+    }
+
+    /// The slot where a tuple of hash `h` starts probing.
+    #[inline]
+    fn home(&self, h: u64) -> &Slot {
+        &self.index[h as u32 as usize & self.mask]
+    }
+
     /// Memory the table holds, in bytes (entries, free list, index).
     pub fn memory_bytes(&self) -> usize {
         self.conns.len() * std::mem::size_of::<Conn>()

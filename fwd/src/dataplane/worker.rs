@@ -97,6 +97,8 @@ impl Worker {
         let mut rx = FrameBatch::default();
         let mut hold = HoldQueue::new();
         let mut meta = PacketMeta::default();
+        let mut ahead = PacketMeta::default();
+        let mut hashes = [None; xsk::BATCH];
         let mut icmp = IcmpLimiter::new(1000, 50);
         let mut pollfds: Vec<libc::pollfd> = self
             .sockets
@@ -154,6 +156,24 @@ impl Worker {
                 }
                 got += n;
                 let in_port = self.socket_port[si];
+                if let Some(t) = ct.as_ref() {
+                    // Look ahead: start every frame's connection-table loads before
+                    // the first frame needs its own, so a large table's cache misses
+                    // overlap (the frames are parsed again, from L1, in route). The
+                    // headers first: in copy mode another core wrote them.
+                    for data in self.umem.batch_data(&rx) {
+                        xsk::prefetch(&data[0]);
+                    }
+                    for (h, data) in hashes.iter_mut().zip(self.umem.batch_data(&rx)) {
+                        *h = None;
+                        if crate::packet::parse(data, &mut ahead).is_ok() {
+                            *h = t.prefetch(data, &ahead, 0);
+                        }
+                    }
+                    for h in hashes[..n].iter().flatten() {
+                        t.prefetch_entry(*h);
+                    }
+                }
                 for mut frame in rx.drain() {
                     let mut len = frame.len();
                     counters.rx(in_port as usize, len);

@@ -77,6 +77,17 @@ impl Umem {
         unsafe { self.inner.data(&frame.0) }.contents()
     }
 
+    /// The packet bytes of every frame of a batch we hold, in order (a look ahead
+    /// before the frames are taken out one by one).
+    #[inline]
+    pub fn batch_data<'a>(&'a self, batch: &'a FrameBatch) -> impl Iterator<Item = &'a [u8]> + 'a {
+        batch.descs[..batch.len].iter().map(move |d| {
+            // SAFETY: as in `data`: the batch holds these descriptors as frames in our
+            // hands (no ring has them), and they came from this UMEM.
+            unsafe { self.inner.data(d) }.contents()
+        })
+    }
+
     /// The packet bytes of a frame we hold, writable.
     #[inline]
     pub fn data_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
