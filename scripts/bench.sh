@@ -8,8 +8,15 @@
 # Writes results/bench-YYYYmmdd-HHMMSS/{report.md,report.json,mpps_vs_rules.png,.svg,raw.jsonl}.
 #
 # Usage: scripts/bench.sh [--quick] [--no-install] [--trial SECS] [--rules "0 100 1000"]
+#                         [--stateful [--flows "1000 1000000"]]
 #   --quick       about a minute: 1 s trials, 10% search resolution, fewer rule counts
 #   --no-install  do not apt-get install missing peers (dpdk)
+#   --stateful    connection tracking instead of the rules table: fwd vs Linux
+#                 conntrack (iptables-legacy) with one stateful ruleset; established-
+#                 flow forwarding at each --flows count (set up first: N flows out,
+#                 one reply each back), and new connections/s (every frame a flow
+#                 no trial sent before, each trial from an empty table). Raises the
+#                 kernel's nf_conntrack_max/hashsize for the run and restores them.
 # Needs root (namespaces, XDP). Builds with cargo into $CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 
@@ -19,8 +26,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-install) INSTALL=0 ;;
-    --trial|--rules) EXTRA+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --trial|--rules|--flows) EXTRA+=("$1" "$2"); shift ;;
+    --stateful) EXTRA+=("$1") ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

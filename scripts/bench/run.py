@@ -16,6 +16,8 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--quick", action="store_true")
 ap.add_argument("--trial", type=float)
 ap.add_argument("--rules")
+ap.add_argument("--stateful", action="store_true")
+ap.add_argument("--flows", help="established-flow counts for --stateful (default 1000 1000000)")
 A = ap.parse_args()
 
 P, B, OUT = A.prefix, A.bin, A.out
@@ -28,6 +30,11 @@ RULES = [int(x) for x in A.rules.split()] if A.rules else ([0, 1000] if A.quick 
 FWD_RULES = RULES if A.quick or A.rules else RULES + [100000]
 GEN_CORE, FWD_CORE = 0, 1
 RAW = open(os.path.join(OUT, "raw.jsonl"), "w")
+FWD_SOCK = os.path.join(OUT, "fwd.sock")
+# fwd's worker spins, so its core is always busy: its CPU per packet is what the
+# worker itself counts as busy (rounds that moved frames, events.busy_ns). Set while
+# fwd runs; None means the forwarding core's /proc/stat time is the measure.
+WORK_NS = None
 USER_HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -94,11 +101,13 @@ def rx_packets(ns, dev):
     return int(sh("cat", f"/sys/class/net/{dev}/statistics/rx_packets", ns=ns))
 
 
-AMAC, BMAC, SMAC = mac(FWD, IF_A), mac(FWD, IF_B), mac(SINK, IF_S)
+AMAC, BMAC, SMAC, GMAC = mac(FWD, IF_A), mac(FWD, IF_B), mac(SINK, IF_S), mac(GEN, IF_G)
 
 
-def trial(engine, rate, sample_every=64, label=""):
-    """One trial: sink on the sink's veth, pktgen for TRIAL seconds at `rate` (None = max)."""
+def trial(engine, rate, sample_every=64, label="", traffic=None):
+    """One trial: sink on the sink's veth, pktgen for TRIAL seconds at `rate` (None = max).
+    `traffic` (a Traffic) chooses the flows; the default is one flow."""
+    traffic = traffic or Traffic()
     sf, gf = os.path.join(OUT, "sink.json"), os.path.join(OUT, "gen.json")
     for f in (sf, gf):
         if os.path.exists(f):
@@ -109,10 +118,11 @@ def trial(engine, rate, sample_every=64, label=""):
                             stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     cpu = CpuSampler()
+    work0 = WORK_NS() if WORK_NS else None
     snmp0, rxa0 = snmp(FWD), rx_packets(FWD, IF_A)
     t0 = time.monotonic()
     g = subprocess.run(["ip", "netns", "exec", GEN, f"{B}/pktgen", "-i", IF_G, "--engine", engine,
-                        "--dst-mac", AMAC, "--src", "198.18.0.2", "--dst", "198.19.128.1",
+                        "--dst-mac", AMAC, "--dst", "198.19.128.1", *traffic.args(),
                         "--size", "64", "--rate", "max" if rate is None else str(int(rate)),
                         "--duration", str(TRIAL), "--core", str(GEN_CORE), "--quiet", "--json", gf],
                        capture_output=True, text=True)
@@ -120,8 +130,10 @@ def trial(engine, rate, sample_every=64, label=""):
         sink.send_signal(signal.SIGINT); sink.wait()
         raise RuntimeError(f"pktgen failed: {g.stderr.strip()}")
     gen = json.load(open(gf))
+    traffic.sent(gen["sent"])
     busy = cpu.at(t0 + gen["duration_secs"]) - cpu.at(t0)
     cpu.finish()
+    work = WORK_NS() - work0 if work0 is not None else None
     snmp1, rxa1 = snmp(FWD), rx_packets(FWD, IF_A)
     _, serr = sink.communicate()
     if sink.returncode != 0:
@@ -135,7 +147,8 @@ def trial(engine, rate, sample_every=64, label=""):
         "reordered": s["seq"]["reordered"], "duplicates": s["seq"]["duplicates"],
         "forwarded_pps": unique / gen["duration_secs"],
         "latency": s["latency"],
-        "cpu_ns_per_pkt": busy * 1e9 / USER_HZ / unique if unique else None,
+        "core_ns_per_pkt": busy * 1e9 / USER_HZ / unique if unique else None,
+        "cpu_ns_per_pkt": ((work if work is not None else busy * 1e9 / USER_HZ) / unique) if unique else None,
         "linux_in_receives": snmp1[0] - snmp0[0], "linux_forwarded": snmp1[1] - snmp0[1],
         "ingress_rx_packets": rxa1 - rxa0,
     }
@@ -143,11 +156,36 @@ def trial(engine, rate, sample_every=64, label=""):
     return r
 
 
-def measure(name, engine, rules):
-    """Max rate, zero-loss search, latency at 50% of the zero-loss rate."""
-    tag = f"{name} @ {rules} rules"
+class Traffic:
+    """The generator's flows: one flow (the rules table), `flows` flows cycled (the
+    established-flow table), or every frame a flow no trial sent before (`fresh`:
+    new connections; each trial starts where the previous one ended)."""
+    def __init__(self, flows=1, src="198.18.0.2", fresh=False):
+        self.flows, self.src, self.fresh, self.next = flows, src, fresh, 0
+
+    def args(self):
+        a = ["--src", self.src, "--flows", str(self.flows)]
+        return a + (["--first-flow", str(self.next)] if self.fresh else [])
+
+    def sent(self, n):
+        self.next += n
+        if self.fresh and self.next >= self.flows:
+            raise RuntimeError(f"the new-connection trials used all {self.flows} flows: raise FRESH_FLOWS")
+
+
+def measure(name, engine, rules, traffic=None, reset=None, tag=None, inspect=None):
+    """Max rate, zero-loss search, latency at 50% of the zero-loss rate. `reset`
+    runs before every trial (the new-connection rows start each from an empty table);
+    `inspect` right after the max-rate trial (what the connection table holds)."""
+    tag = tag or f"{name} @ {rules} rules"
+    reset = reset or (lambda: None)
+
+    def run(rate, **kw):
+        reset()
+        return trial(engine, rate, traffic=traffic, **kw)
     progress(f"{tag}: max rate")
-    mx = trial(engine, None, label=f"{tag} max")
+    mx = run(None, label=f"{tag} max")
+    after_max = inspect() if inspect else None
     # Above the max forwarded rate every trial loses: start the search just over it.
     hi = min(mx["offered_pps"], mx["forwarded_pps"] * 1.05)
     lo, best, steps = 0.0, None, 0
@@ -160,7 +198,7 @@ def measure(name, engine, rules):
             steps += 1
             progress(f"{tag}: zero-loss search step {steps} at {mid / 1e6:.3f} Mpps "
                      f"(pass >= {lo / 1e6:.3f}, fail at {hi / 1e6:.3f})")
-            r = trial(engine, mid, label=f"{tag} search")
+            r = run(mid, label=f"{tag} search")
             if r["lost"] == 0:
                 lo, best = mid, r
             else:
@@ -168,8 +206,8 @@ def measure(name, engine, rules):
     lat = None
     if best:
         progress(f"{tag}: latency at 50% of {best['offered_pps'] / 1e6:.3f} Mpps")
-        lat = trial(engine, (best["target_pps"] or best["offered_pps"]) * 0.5, sample_every=4,
-                    label=f"{tag} latency")
+        lat = run((best["target_pps"] or best["offered_pps"]) * 0.5, sample_every=4,
+                  label=f"{tag} latency")
     row = {
         "system": name, "rules": rules, "generator": engine,
         "max_mpps": mx["forwarded_pps"] / 1e6, "max_offered_mpps": mx["offered_pps"] / 1e6,
@@ -180,9 +218,10 @@ def measure(name, engine, rules):
         "p99_us": lat["latency"]["p99_ns"] / 1e3 if lat else None,
         "p999_us": lat["latency"]["p999_ns"] / 1e3 if lat else None,
         "latency_at_mpps": lat["offered_pps"] / 1e6 if lat else None,
-        "cpu_ns_per_pkt": mx["cpu_ns_per_pkt"],
+        "cpu_ns_per_pkt": mx["cpu_ns_per_pkt"], "core_ns_per_pkt": mx["core_ns_per_pkt"],
+
         "linux_forwarded_at_max": mx["linux_forwarded"], "ingress_rx_at_max": mx["ingress_rx_packets"],
-        "sink_received_at_max": mx["received"],
+        "sink_received_at_max": mx["received"], "after_max": after_max,
     }
     log(f"{tag}: max {row['max_mpps']:.3f} Mpps, zero-loss {row['zero_loss_mpps']:.3f} Mpps, "
         f"p99 {row['p99_us']} us, {row['cpu_ns_per_pkt'] or 0:.0f} ns CPU/pkt")
@@ -284,6 +323,8 @@ cores = [{FWD_CORE}]
 ring_size = 2048
 # A forwarding core of its own spins, as DPDK's lcores do: no poll(2) sleeps.
 idle_spins = 0
+[control]
+socket = "{FWD_SOCK}"
 """
     if with_rules:
         rules = ",\n".join(f'  {{ src = "{a}/32", proto = "udp", dport = "{p}", action = "DROP" }}'
@@ -308,17 +349,30 @@ class Fwd:
         self.with_rules, self.proc, self.mode = with_rules, None, "?"
 
     def up(self, n):
+        self.start(fwd_config(n, self.with_rules and n > 0), n)
+
+    def start(self, path, tag):
         napi_threaded(False)
-        path = fwd_config(n, self.with_rules and n > 0)
-        self.log = open(os.path.join(OUT, f"fwd-{n}.log"), "w")
+        self.log = open(os.path.join(OUT, f"fwd-{tag}.log"), "w")
         self.proc = subprocess.Popen(["ip", "netns", "exec", FWD, f"{B}/fwd", "run", "-c", path,
-                                      "--stats-file", os.path.join(OUT, f"fwd-{n}-stats.json")],
+                                      "--stats-file", os.path.join(OUT, f"fwd-{tag}-stats.json")],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         time.sleep(2.0)
         if self.proc.poll() is not None:
             raise RuntimeError(f"fwd exited at start: {open(self.log.name).read()[-500:]}")
+        global WORK_NS
+        WORK_NS = self.busy_ns
+
+    @staticmethod
+    def busy_ns():
+        r = subprocess.run([f"{B}/fwd", "stats", "--json", "-s", FWD_SOCK], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"fwd stats: {r.stderr.strip()}")
+        return json.loads(r.stdout)["events"].get("busy_ns", 0)
 
     def down(self):
+        global WORK_NS
+        WORK_NS = None
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(10)
@@ -354,6 +408,206 @@ class Testpmd:
         self.log.close()
 
 
+# ---- stateful: connection tracking on both sides --------------------------------------
+#
+# One ruleset, the shape of configs/firewall.toml: FORWARD policy DROP, replies
+# (ESTABLISHED,RELATED) accepted, INVALID dropped, NEW accepted outbound only. Linux
+# gets it with iptables-legacy-restore, fwd the same text through `fwd import
+# iptables-save`. The generator's flows come from 198.18.64.0/18, routed via the
+# generator; both tables are sized for 4M connections (Linux: nf_conntrack_max and
+# hashsize, global settings that are restored at the end).
+
+CT_SRC = "198.18.64.1"
+CT_MAX = 1 << 22
+FRESH_FLOWS = (1 << 26) - 4096   # 16383 addresses x 4096 ports: new connections never repeat
+FLOWS = [int(x) for x in A.flows.split()] if A.flows else ([1000, 100000] if A.quick else [1000, 1000000])
+ESTABLISH_PPS = 100000           # the set-up passes: below every system's max rate
+SETUP_REPS = 2 if A.quick else 5 # paired max-rate trials for the set-up cost
+
+
+def iptables_stateful():
+    return "\n".join([
+        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -m conntrack --ctstate INVALID -j DROP",
+        f"-A FORWARD -i {IF_A} -o {IF_B} -p udp -m udp --dport 9 -m conntrack --ctstate NEW -j ACCEPT",
+        "COMMIT", ""])
+
+
+class KernelCt:
+    """Global conntrack sizing for the run; the old values come back at the end."""
+    KNOBS = {"/proc/sys/net/netfilter/nf_conntrack_max": CT_MAX,
+             "/sys/module/nf_conntrack/parameters/hashsize": CT_MAX // 2}
+
+    def __enter__(self):
+        self.saved = {k: open(k).read().strip() for k in self.KNOBS}
+        for k, v in self.KNOBS.items():
+            open(k, "w").write(str(v))
+        return self
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            open(k, "w").write(v)
+
+
+class LinuxCt(Linux):
+    kind = "iptables"
+
+    def __init__(self):
+        super().__init__("iptables")
+
+    def up(self, n):
+        napi_threaded(True)
+        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=FWD)
+        sh("iptables-legacy-restore", ns=FWD, input=iptables_stateful())
+        self.flush()
+
+    def flush(self):
+        sh("conntrack", "-F", ns=FWD, check=False)
+
+    def table(self):
+        out = sh("sh", "-c", "wc -l < /proc/net/nf_conntrack; grep -c UNREPLIED /proc/net/nf_conntrack || true", ns=FWD)
+        total, unreplied = (int(x) for x in out.split())
+        return {"entries": total, "replied": total - unreplied}
+
+
+class FwdCt(Fwd):
+    def __init__(self):
+        super().__init__(True)
+
+    def config(self, n):
+        base = fwd_config(0, False)
+        open(base, "a").write(f"""
+[[routes]]
+prefix = "198.18.64.0/18"
+via = "198.18.0.2"
+[[neighbours]]
+address = "198.18.0.2"
+mac = "{GMAC}"
+interface = "{IF_A}"
+[conntrack]
+max_entries = {CT_MAX}
+""")
+        dump = os.path.join(OUT, "stateful.rules")
+        open(dump, "w").write(iptables_stateful())
+        r = subprocess.run([f"{B}/fwd", "import", "iptables-save", dump, "--base", base],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"fwd import iptables-save: {r.stderr.strip()}")
+        path = os.path.join(OUT, "fwd-ct.toml")
+        open(path, "w").write(r.stdout)
+        return path
+
+    def up(self, n):
+        self.path = self.config(n)
+        self.start(self.path, "ct")
+
+    def flush(self):
+        self.down()
+        self.start(self.path, "ct")
+
+    def table(self):
+        r = subprocess.run([f"{B}/fwd", "conntrack", "--count", "--json", "-s", FWD_SOCK],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"fwd conntrack: {r.stderr.strip()}")
+        c = json.loads(r.stdout)["counts"]
+        total = sum(v for k, v in c.items() if k not in ("assured", "unconfirmed", "unreplied"))
+        return {"entries": total, "replied": total - c.get("unreplied", 0)}
+
+
+def blast(ns, ifname, dst_mac, args, count, sink_ns, sink_if):
+    """`count` frames at ESTABLISH_PPS with a sink dropping them at the far end;
+    returns what the sink counted."""
+    sf = os.path.join(OUT, "blast-sink.json")
+    secs = count / ESTABLISH_PPS + 1.0
+    sink = subprocess.Popen(["ip", "netns", "exec", sink_ns, f"{B}/sink", "-i", sink_if, "--engine", "xdp",
+                             "--duration", str(secs + 2.0), "--quiet", "--json", sf, "--core", str(GEN_CORE)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    sh(f"{B}/pktgen", "-i", ifname, "--engine", "afxdp", "--dst-mac", dst_mac, *args, "--size", "64",
+       "--count", str(count), "--rate", str(ESTABLISH_PPS), "--duration", str(secs + 1.0),
+       "--core", str(GEN_CORE), "--quiet", "--json", os.path.join(OUT, "blast-gen.json"), ns=ns)
+    _, err = sink.communicate()
+    if sink.returncode != 0:
+        raise RuntimeError(f"sink failed: {err.strip()}")
+    return json.load(open(sf))["seq"]["unique"]
+
+
+def establish(sysobj, n):
+    """n client flows out through the forwarder, then one reply to each from the
+    sink's side: n connections that have seen a reply (UDP's ESTABLISHED). A flow
+    whose packet a system dropped gets another round (at most three)."""
+    for round in range(1, 4):
+        out = blast(GEN, IF_G, AMAC, ["--src", CT_SRC, "--dst", "198.19.128.1", "--flows", str(n)], n, SINK, IF_S)
+        back = blast(SINK, IF_S, BMAC, ["--src", "198.19.128.1", "--sport", "9", "--dst", CT_SRC,
+                                        "--dport", "1024", "--vary", "dst", "--flows", str(n)], n, GEN, IF_G)
+        t = sysobj.table()
+        log(f"  {n} flows, round {round}: {out} out, {back} replies back; "
+            f"table {t['entries']} entries, {t['replied']} replied")
+        if t["replied"] >= 0.999 * n:
+            return t
+    raise RuntimeError(f"only {t['replied']} of {n} connections established after 3 rounds")
+
+
+def setup_cost(name, sysobj):
+    """What setting a connection up costs over forwarding a packet of a known flow:
+    paired max-rate trials, each from an empty table, one with 1000 flows cycled
+    (after their first packets, lookups that hit) and one where every frame opens a
+    new connection. At max rate the forwarding core is saturated, so CPU ns per
+    packet is the cost of a packet; the median of the paired differences is the
+    set-up cost, the forwarding path's fixed costs taken out."""
+    known, fresh = Traffic(1000, CT_SRC), Traffic(FRESH_FLOWS, CT_SRC, fresh=True)
+    pairs = []
+    for rep in range(SETUP_REPS):
+        progress(f"{name} set-up cost: pair {rep + 1} of {SETUP_REPS}")
+        sysobj.flush()
+        k = trial("afxdp", None, label=f"{name} setup known", traffic=known)
+        sysobj.flush()
+        f = trial("afxdp", None, label=f"{name} setup new", traffic=fresh)
+        pairs.append((k["cpu_ns_per_pkt"], f["cpu_ns_per_pkt"], k["forwarded_pps"], f["forwarded_pps"]))
+    diffs = sorted(f - k for k, f, _, _ in pairs)
+    med = diffs[len(diffs) // 2]
+    log(f"{name}: set-up cost {med:.0f} ns per connection (pairs: "
+        + ", ".join(f"{k:.0f}->{f:.0f}" for k, f, _, _ in pairs) + ")")
+    return {"system": name, "setup_ns": med, "pairs": pairs}
+
+
+def stateful_main(report):
+    sh("ip", "-n", FWD, "route", "replace", "198.18.64.0/18", "via", "198.18.0.2")
+    sh("ip", "-n", FWD, "neigh", "replace", "198.18.0.2", "lladdr", GMAC, "dev", IF_A, "nud", "permanent")
+    report["stateful"], report["setup_cost"] = [], []
+    with KernelCt():
+        for name, mk in (("fwd", FwdCt), ("linux-iptables", LinuxCt)):
+            for n in FLOWS:
+                sysobj = mk()
+                try:
+                    sysobj.up(0)
+                    t0 = establish(sysobj, n)
+                    row = measure(name, "afxdp", n, traffic=Traffic(n, CT_SRC),
+                                  tag=f"{name} established @ {n} flows", inspect=sysobj.table)
+                    row.update(kind="established", flows=n, table_before=t0)
+                    report["stateful"].append(row)
+                except Exception as e:
+                    log(f"{name} established @ {n}: failed: {e}")
+                    report["skipped"].append({"system": name, "flows": n, "why": str(e)[:300]})
+                finally:
+                    sysobj.down()
+            sysobj = mk()
+            try:
+                sysobj.up(0)
+                report["setup_cost"].append(setup_cost(name, sysobj))
+                row = measure(name, "afxdp", 0, traffic=Traffic(FRESH_FLOWS, CT_SRC, fresh=True),
+                              reset=sysobj.flush, tag=f"{name} new connections", inspect=sysobj.table)
+                row.update(kind="new", flows=None)
+                report["stateful"].append(row)
+            except Exception as e:
+                log(f"{name} new connections: failed: {e}")
+                report["skipped"].append({"system": name, "kind": "new", "why": str(e)[:300]})
+            finally:
+                sysobj.down()
+
+
 def machine():
     cpu = sh("sh", "-c", "lscpu | sed -n 's/^Model name: *//p'").strip()
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
@@ -378,6 +632,12 @@ def main():
         report["capacity"][eng] = r["forwarded_pps"] / 1e6
         log(f"generator ({eng}) -> sink alone: {r['forwarded_pps'] / 1e6:.3f} Mpps")
     IF_S, SINK = saved
+
+    if A.stateful:
+        stateful_main(report)
+        json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=2)
+        subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "report.py"), OUT], check=True)
+        return
 
     ok, why = fwd_supports_rules()
     if not ok:
