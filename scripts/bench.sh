@@ -42,9 +42,10 @@ echo "bench: results in $OUT" >&2
 
 "$ROOT/scripts/install-deps.sh"
 if [ $INSTALL = 1 ] && ! command -v dpdk-testpmd >/dev/null; then
-  if apt-cache policy dpdk 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then  # not -q: pipefail + SIGPIPE
-    echo "bench: installing dpdk (Debian package) for the testpmd peer" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk >/dev/null \
+  if apt-cache policy dpdk-dev 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then  # not -q: pipefail + SIGPIPE
+    # Debian ships dpdk-testpmd in dpdk-dev, and the AF_XDP PMD on its own.
+    echo "bench: installing dpdk-dev and the AF_XDP PMD (Debian packages) for the testpmd peer" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk-dev librte-net-af-xdp23 >/dev/null \
       || echo "bench: installing dpdk failed; the testpmd row will be skipped" >&2
   fi
 fi

@@ -391,7 +391,9 @@ class Testpmd:
         self.log = open(os.path.join(OUT, "testpmd.log"), "w")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", FWD, "dpdk-testpmd", "-l", f"{GEN_CORE},{FWD_CORE}", "--main-lcore", str(GEN_CORE),
-             "--no-pci", "--no-huge", "-m", "1024", "--in-memory",
+             # --no-huge runs in legacy memory mode, which --in-memory refuses: a
+             # file prefix of its own keeps its runtime files apart instead.
+             "--no-pci", "--no-huge", "-m", "1024", "--file-prefix", f"fwd-bench-{P}",
              f"--vdev=net_af_xdp0,iface={IF_A}", f"--vdev=net_af_xdp1,iface={IF_B}",
              "--", "--forward-mode=io", "--auto-start", "--stats-period", "5"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
