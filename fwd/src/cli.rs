@@ -11,6 +11,36 @@ use crate::{
     rules::{self, Env},
 };
 
+/// `println!`/`print!` for what a subcommand prints on stdout: when the reader is
+/// gone (`fwd conntrack | head`), the process ends quietly as a Unix filter does on
+/// SIGPIPE, instead of panicking (Rust ignores SIGPIPE, so the write fails).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = write!(o, $($t)*).and_then(|()| o.flush()) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(i32::from(EXIT_OK));
+    }
+    eprintln!("fwd: writing to standard output: {e}");
+    std::process::exit(i32::from(EXIT_RUNTIME));
+}
+
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -40,7 +70,7 @@ pub fn check(path: &Path) -> u8 {
     };
     match Classifier::compile(&ruleset, &env) {
         Ok(c) => {
-            println!(
+            outln!(
                 "{}: ok ({} ports, {} routes, {} static neighbours; {} rules in {} chains, {} sets, compiled in {:.1} ms, {} KiB)",
                 path.display(),
                 cfg.ports.len(),
@@ -73,7 +103,7 @@ pub fn rules_static(path: &Path) -> u8 {
         Ok(cfg) => {
             let rs = cfg.ruleset();
             let counters = rs.sum_counters(&[]);
-            print!("{}", rules::cli::list(&rs, &counters));
+            out!("{}", rules::cli::list(&rs, &counters));
             EXIT_OK
         }
         Err(code) => code,
@@ -85,9 +115,9 @@ pub fn rules_live(socket: &Path, json: bool) -> u8 {
     match ask(socket, Request::Rules) {
         Ok(v) => {
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                print!("{}", v["listing"].as_str().unwrap_or_default());
+                out!("{}", v["listing"].as_str().unwrap_or_default());
             }
             EXIT_OK
         }
@@ -130,7 +160,7 @@ pub fn import_iptables(file: &Path, base: Option<&Path>) -> u8 {
             }
         }
     };
-    print!("{out}");
+    out!("{out}");
     eprintln!("fwd: {}: {}", file.display(), report.summary());
     EXIT_OK
 }
@@ -158,15 +188,23 @@ pub fn run(path: &Path, opts: RunOptions) -> u8 {
 
 /// The counters at exit, as a short table.
 pub fn print_summary(r: &StatsReport) {
-    println!("fwd: stopped after {:.1} s", r.uptime_secs);
-    println!(
+    outln!("fwd: stopped after {:.1} s", r.uptime_secs);
+    outln!(
         "{:<16} {:>12} {:>14} {:>12} {:>14}",
-        "port", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes"
+        "port",
+        "rx_packets",
+        "rx_bytes",
+        "tx_packets",
+        "tx_bytes"
     );
     for p in &r.ports {
-        println!(
+        outln!(
             "{:<16} {:>12} {:>14} {:>12} {:>14}",
-            p.interface, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+            p.interface,
+            p.rx_packets,
+            p.rx_bytes,
+            p.tx_packets,
+            p.tx_bytes
         );
     }
     print_reasons(r);
@@ -223,10 +261,10 @@ pub fn stats(path: &Path, json: bool, watch: bool) -> u8 {
         };
         let now = std::time::Instant::now();
         if json {
-            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            outln!("{}", serde_json::to_string(&r).expect("serializes"));
         } else {
             if watch {
-                print!("\x1b[2J\x1b[H");
+                out!("\x1b[2J\x1b[H");
             }
             print_stats(
                 &r,
@@ -247,7 +285,7 @@ pub fn reload(path: &Path) -> u8 {
     // A refused reload is a bad config: exit 2, like `fwd check`.
     match ask_or(path, Request::Reload, EXIT_BAD_INPUT) {
         Ok(v) => {
-            println!("fwd: reloaded ({})", v.as_str().unwrap_or_default());
+            outln!("fwd: reloaded ({})", v.as_str().unwrap_or_default());
             EXIT_OK
         }
         Err(code) => code,
@@ -255,7 +293,7 @@ pub fn reload(path: &Path) -> u8 {
 }
 
 fn print_stats(r: &StatsReport, prev: Option<(f64, &StatsReport)>) {
-    println!(
+    outln!(
         "uptime {:.1} s, reloads {} ({})",
         r.uptime_secs,
         r.reloads,
@@ -265,7 +303,7 @@ fn print_stats(r: &StatsReport, prev: Option<(f64, &StatsReport)>) {
             &r.last_reload
         }
     );
-    println!(
+    outln!(
         "{:<16} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
         "port",
         "rx_packets",
@@ -283,7 +321,7 @@ fn print_stats(r: &StatsReport, prev: Option<(f64, &StatsReport)>) {
             }
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:<16} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
             p.interface,
             p.rx_packets,
@@ -297,7 +335,7 @@ fn print_stats(r: &StatsReport, prev: Option<(f64, &StatsReport)>) {
     }
     for w in &r.workers {
         let qs: Vec<String> = w.queues.iter().map(|(i, q)| format!("{i}:{q}")).collect();
-        println!(
+        outln!(
             "worker {}{}: {} rx_packets={}",
             w.id,
             w.core.map(|c| format!(" (core {c})")).unwrap_or_default(),
@@ -317,10 +355,10 @@ fn print_reasons(r: &StatsReport) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    println!("events: {}", nonzero(&r.events));
-    println!("drops: {}", nonzero(&r.drops));
+    outln!("events: {}", nonzero(&r.events));
+    outln!("drops: {}", nonzero(&r.drops));
     if !r.malformed.is_empty() {
-        println!("malformed: {}", nonzero(&r.malformed));
+        outln!("malformed: {}", nonzero(&r.malformed));
     }
 }
 
@@ -330,12 +368,12 @@ pub fn conntrack(socket: &Path, json: bool, count_only: bool) -> u8 {
     match ask(socket, Request::Conntrack { count_only }) {
         Ok(v) => {
             if json {
-                println!("{v}");
+                outln!("{v}");
                 return EXIT_OK;
             }
             let flows = v["flows"].as_array().map(Vec::as_slice).unwrap_or_default();
             for f in flows {
-                println!("{}", f.as_str().unwrap_or_default());
+                outln!("{}", f.as_str().unwrap_or_default());
             }
             let counts: Vec<(&String, u64)> = v["counts"]
                 .as_object()

@@ -430,3 +430,22 @@ fn broken_configs_are_refused_by_reload_and_the_running_table_stays() {
     let stopped = fwd.stop();
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
 }
+
+/// A reader that goes away (`fwd rules -c … | head -1`) ends the listing quietly,
+/// exit 0, as a Unix filter does on SIGPIPE: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_a_listing_quietly() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/firewall.toml");
+    let mut child = Command::new(FWD)
+        .args(["rules", "-c"])
+        .arg(&shipped)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before fwd writes
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
