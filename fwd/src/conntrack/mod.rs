@@ -222,9 +222,13 @@ pub struct Timeouts {
     pub tcp_last_ack: u32,
     pub tcp_time_wait: u32,
     pub tcp_close: u32,
-    /// Caps ESTABLISHED for a picked-up connection until the other side answers
+    /// Caps the timeout while data is unacknowledged, and ESTABLISHED for a
+    /// picked-up connection until the other side answers
     /// (nf_conntrack_tcp_timeout_unacknowledged).
     pub tcp_unacknowledged: u32,
+    /// Caps the timeout after `nf_conntrack_tcp_max_retrans` (3) retransmissions in
+    /// a row, or while the window is zero (nf_conntrack_tcp_timeout_max_retrans).
+    pub tcp_max_retrans: u32,
     /// UDP before a reply, or replied for less than 2 s (nf_conntrack_udp_timeout).
     pub udp: u32,
     /// UDP seen both ways for 2 s: a stream (nf_conntrack_udp_timeout_stream).
@@ -246,6 +250,7 @@ impl Default for Timeouts {
             tcp_time_wait: 120,
             tcp_close: 10,
             tcp_unacknowledged: 300,
+            tcp_max_retrans: 300,
             udp: 30,
             udp_stream: 120,
             icmp: 30,
@@ -261,8 +266,13 @@ pub struct CtConfig {
     /// Entries per worker; the table never holds more (nf_conntrack_max, per shard).
     pub max_entries: u32,
     /// nf_conntrack_tcp_loose: pick up established TCP connections from a mid-stream
-    /// ACK. Linux's default (1) is ours.
+    /// ACK. Linux's default (1) is ours. A picked-up connection is tracked
+    /// liberally (its window scale was never seen), as in Linux.
     pub tcp_loose: bool,
+    /// nf_conntrack_tcp_be_liberal: accept TCP segments outside the window instead
+    /// of making them INVALID (an out-of-window RST stays INVALID). Linux's default
+    /// (0) is ours.
+    pub tcp_be_liberal: bool,
     pub timeouts: Timeouts,
 }
 
@@ -271,6 +281,7 @@ impl Default for CtConfig {
         CtConfig {
             max_entries: 65_536,
             tcp_loose: true,
+            tcp_be_liberal: false,
             timeouts: Timeouts::default(),
         }
     }
@@ -287,6 +298,8 @@ mod tests {
                 .unwrap();
         assert_eq!(c.max_entries, 1000);
         assert!(c.tcp_loose);
+        assert!(!c.tcp_be_liberal);
+        assert_eq!(c.timeouts.tcp_max_retrans, 300);
         assert_eq!(c.timeouts.tcp_established, 3600);
         assert_eq!(c.timeouts.udp, 10);
         assert_eq!(c.timeouts.tcp_syn_sent, 120);

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ctstatus::{ALLOCATED, ASSURED, CONFIRMED, PUBLIC, SEEN_REPLY};
-use super::tcp::{self, TcpOutcome, TcpTimeouts, TcpTrack};
+use super::tcp::{self, Segment, TcpOutcome, TcpTimeouts, TcpTrack};
 use super::tuple::{self, icmp_valid_new, Extracted, FlowKey, L4};
 use super::{CtConfig, CtDrop, CtHandle, CtResult, CtState, CtStats, Dir, TcpState, Timeouts};
 use crate::packet::meta::{Family, PacketMeta};
@@ -39,7 +39,7 @@ const EMPTY_SLOT: Slot = Slot {
     reff: EMPTY,
 };
 
-/// One connection (struct nf_conn, the parts we keep): 160 bytes.
+/// One connection (struct nf_conn, the parts we keep): 208 bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Conn {
     /// [original, reply]; the reply tuple differs from `original.invert()` when NATed.
@@ -60,6 +60,15 @@ impl Conn {
     fn l4(&self) -> L4 {
         L4::of(self.tuple[0].family, self.tuple[0].proto)
     }
+}
+
+/// A packet as its protocol's tracker reads it: TCP's needs the segment.
+#[derive(Clone, Copy, Debug)]
+enum Proto<'a> {
+    Tcp(Segment<'a>),
+    Udp,
+    IcmpQuery,
+    Generic,
 }
 
 /// Timeouts in ms.
@@ -90,6 +99,7 @@ impl From<&Timeouts> for TimeoutsMs {
                     ms(t.tcp_syn_sent), // SYN_SENT2 uses syn_sent, as in Linux
                 ],
                 unacknowledged: ms(t.tcp_unacknowledged),
+                max_retrans: ms(t.tcp_max_retrans),
             },
             udp: ms(t.udp),
             udp_stream: ms(t.udp_stream),
@@ -110,6 +120,7 @@ pub struct Table {
     pub(super) seed: u64,
     timeouts: TimeoutsMs,
     tcp_loose: bool,
+    tcp_be_liberal: bool,
     /// Next entry the incremental sweep looks at.
     sweep_at: usize,
     pub(super) stats: CtStats,
@@ -138,6 +149,7 @@ impl Table {
             seed,
             timeouts: TimeoutsMs::from(&cfg.timeouts),
             tcp_loose: cfg.tcp_loose,
+            tcp_be_liberal: cfg.tcp_be_liberal,
             sweep_at: 0,
             stats: CtStats::default(),
         }
@@ -192,6 +204,7 @@ impl Table {
             crate::xsk::prefetch(&c.tuple[(s.reff & 1) as usize]);
             crate::xsk::prefetch(&c.packets);
             crate::xsk::prefetch(&c.status);
+            crate::xsk::prefetch(&c.tcp);
         }
     }
 
@@ -219,7 +232,7 @@ impl Table {
         now: u64,
     ) -> Result<CtResult, CtDrop> {
         match tuple::extract(frame, meta, zone) {
-            Extracted::Flow(key, l4) => self.track_flow(key, l4, meta, now),
+            Extracted::Flow(key, l4) => self.track_flow(frame, key, l4, meta, now),
             Extracted::IcmpError { inner } => Ok(self.track_related(inner, meta, now)),
             Extracted::Untracked => Ok(CtResult::UNTRACKED),
             Extracted::Invalid => Ok(self.invalid()),
@@ -235,18 +248,26 @@ impl Table {
     #[inline]
     fn track_flow(
         &mut self,
+        frame: &[u8],
         key: FlowKey,
         l4: L4,
         meta: &PacketMeta,
         now: u64,
     ) -> Result<CtResult, CtDrop> {
-        if l4 == L4::Tcp && !tcp::valid_flags(meta.tcp_flags) {
-            return Ok(self.invalid());
-        }
+        let p = match l4 {
+            // tcp_error: a whole header and a flag combination a real stack sends.
+            L4::Tcp => match Segment::read(frame, meta).filter(|s| tcp::valid_flags(s.flags)) {
+                Some(s) => Proto::Tcp(s),
+                None => return Ok(self.invalid()),
+            },
+            L4::Udp => Proto::Udp,
+            L4::IcmpQuery => Proto::IcmpQuery,
+            L4::Generic => Proto::Generic,
+        };
         let h = key.hash(self.seed);
         if let Some((idx, dir)) = self.find(&key, h) {
             if self.conns[idx as usize].expires > now {
-                match self.update(idx, dir, l4, meta, now) {
+                match self.update(idx, dir, p, meta, now) {
                     Some(r) => return Ok(r),
                     None => {
                         // TCP reopen: nf_ct_kill, then NF_REPEAT looks up again.
@@ -258,7 +279,7 @@ impl Table {
                 self.reap(idx);
             }
         }
-        self.create(key, h, l4, meta, now)
+        self.create(key, h, p, meta, now)
     }
 
     /// The protocol tracker on a live entry. None: TCP asks to reopen.
@@ -267,15 +288,22 @@ impl Table {
         &mut self,
         idx: u32,
         dir: Dir,
-        l4: L4,
+        p: Proto,
         meta: &PacketMeta,
         now: u64,
     ) -> Option<CtResult> {
         let t = &self.timeouts;
         let c = &mut self.conns[idx as usize];
         let mut account = true;
-        let timeout = match l4 {
-            L4::Tcp => match tcp::packet(&mut c.tcp, &mut c.status, dir, meta.tcp_flags, &t.tcp) {
+        let timeout = match p {
+            Proto::Tcp(seg) => match c.tcp.packet(
+                &mut c.status,
+                dir,
+                &seg,
+                &t.tcp,
+                self.tcp_be_liberal,
+                c.expires.saturating_sub(now),
+            ) {
                 TcpOutcome::Refresh(x) => Some(x),
                 TcpOutcome::Keep => {
                     // tcp_packet returns before nf_ct_refresh_acct: an ignored
@@ -283,7 +311,10 @@ impl Table {
                     account = false;
                     None
                 }
-                TcpOutcome::Invalid => {
+                TcpOutcome::Invalid { lower_timeout } => {
+                    if let Some(x) = lower_timeout {
+                        c.expires = now + x;
+                    }
                     self.stats.invalid += 1;
                     return Some(CtResult::INVALID);
                 }
@@ -295,7 +326,7 @@ impl Table {
                     None
                 }
             },
-            L4::Udp => Some(if c.status & SEEN_REPLY == 0 {
+            Proto::Udp => Some(if c.status & SEEN_REPLY == 0 {
                 t.udp
             } else if c.status & ASSURED != 0
                 || (now as u32).wrapping_sub(c.start) >= UDP_STREAM_AFTER_MS
@@ -305,8 +336,8 @@ impl Table {
             } else {
                 t.udp
             }),
-            L4::IcmpQuery => Some(t.icmp),
-            L4::Generic => Some(t.generic),
+            Proto::IcmpQuery => Some(t.icmp),
+            Proto::Generic => Some(t.generic),
         };
         if let Some(x) = timeout {
             c.expires = now + x;
@@ -337,16 +368,17 @@ impl Table {
         &mut self,
         key: FlowKey,
         h: u64,
-        l4: L4,
+        p: Proto,
         meta: &PacketMeta,
         now: u64,
     ) -> Result<CtResult, CtDrop> {
-        let ok = match l4 {
-            L4::Tcp => tcp::new_ok(meta.tcp_flags, self.tcp_loose),
-            L4::IcmpQuery => icmp_valid_new(key.family, meta.icmp_type),
-            L4::Udp | L4::Generic => true,
+        // tcp_new, icmp_new: may this packet start an entry?
+        let tcp = match &p {
+            Proto::Tcp(seg) => TcpTrack::new(seg, self.tcp_loose),
+            Proto::IcmpQuery => icmp_valid_new(key.family, meta.icmp_type).then(TcpTrack::default),
+            Proto::Udp | Proto::Generic => Some(TcpTrack::default()),
         };
-        let Some(reply) = key.invert().filter(|_| ok) else {
+        let Some((reply, tcp)) = key.invert().zip(tcp) else {
             return Ok(self.invalid());
         };
         let hr = reply.hash(self.seed);
@@ -364,12 +396,13 @@ impl Table {
             gen: c.gen,
             start: now as u32,
             status: ALLOCATED,
+            tcp,
             ..Conn::default()
         };
         self.index_insert(h, idx << 1);
         self.index_insert(hr, idx << 1 | 1);
         self.stats.created += 1;
-        let r = self.update(idx, Dir::Original, l4, meta, now);
+        let r = self.update(idx, Dir::Original, p, meta, now);
         debug_assert!(r.is_some_and(|r| r.state == CtState::New));
         Ok(CtResult {
             state: CtState::New,

@@ -21,19 +21,71 @@ pub fn v6(s: &str) -> u128 {
     u128::from(s.parse::<Ipv6Addr>().unwrap())
 }
 
-/// TCP header (20 bytes) + `payload` zero bytes, checksum left 0.
-pub fn tcp_l4(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
-    let mut l4 = vec![0u8; 20 + payload];
+/// The fields of a TCP segment for [`tcp_seg`].
+#[derive(Clone, Copy, Debug)]
+pub struct Seg<'a> {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// The window field as sent (before any scaling).
+    pub win: u16,
+    /// Options, whole 32-bit words (pad with NOP).
+    pub options: &'a [u8],
+    pub payload: usize,
+}
+
+/// The sequence number both ends of [`tcp`]'s segments start from.
+pub const ISN: u32 = 0x1000_0000;
+
+impl Default for Seg<'_> {
+    /// A bare segment of [`tcp`]'s conversation: sequence [`ISN`], Linux's
+    /// initial window, no options.
+    fn default() -> Self {
+        Seg {
+            flags: 0,
+            seq: ISN,
+            ack: 0,
+            win: 64240,
+            options: &[],
+            payload: 0,
+        }
+    }
+}
+
+/// TCP header with `s`'s fields + `s.payload` bytes, checksum left 0.
+pub fn tcp_seg_l4(sport: u16, dport: u16, s: &Seg) -> Vec<u8> {
+    assert_eq!(s.options.len() % 4, 0, "options are whole words");
+    let hl = 20 + s.options.len();
+    let mut l4 = vec![0u8; hl + s.payload];
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..8].copy_from_slice(&0x1000_0000u32.to_be_bytes());
-    l4[12] = 5 << 4;
-    l4[13] = flags;
-    l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    for (i, b) in l4[20..].iter_mut().enumerate() {
+    l4[4..8].copy_from_slice(&s.seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&s.ack.to_be_bytes());
+    l4[12] = ((hl / 4) as u8) << 4;
+    l4[13] = s.flags;
+    l4[14..16].copy_from_slice(&s.win.to_be_bytes());
+    l4[20..hl].copy_from_slice(s.options);
+    for (i, b) in l4[hl..].iter_mut().enumerate() {
         *b = i as u8;
     }
     l4
+}
+
+/// TCP header (20 bytes) + `payload` bytes of [`tcp`]'s conversation: both ends
+/// at [`ISN`], and a segment with ACK acks the other end's SYN (a handshake and
+/// a few segments without data stay in window).
+pub fn tcp_l4(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let ack = if flags & ACK != 0 { ISN + 1 } else { 0 };
+    tcp_seg_l4(
+        sport,
+        dport,
+        &Seg {
+            flags,
+            ack,
+            payload,
+            ..Seg::default()
+        },
+    )
 }
 
 pub fn udp_l4(sport: u16, dport: u16, payload: usize) -> Vec<u8> {
@@ -134,6 +186,10 @@ pub fn frame(family: Family, src: u128, dst: u128, proto: u8, l4: Vec<u8>) -> Ve
 
 pub fn tcp(family: Family, src: u128, sport: u16, dst: u128, dport: u16, flags: u8) -> Vec<u8> {
     frame(family, src, dst, 6, tcp_l4(sport, dport, flags, 0))
+}
+
+pub fn tcp_seg(family: Family, src: u128, sport: u16, dst: u128, dport: u16, s: &Seg) -> Vec<u8> {
+    frame(family, src, dst, 6, tcp_seg_l4(sport, dport, s))
 }
 
 pub fn udp(family: Family, src: u128, sport: u16, dst: u128, dport: u16) -> Vec<u8> {

@@ -122,7 +122,20 @@ fn rst_closes_with_the_close_timeout() {
     go(&mut t, &c2s(SYN), 0);
     go(&mut t, &s2c(SYN | ACK), 0);
     go(&mut t, &c2s(ACK), 0);
-    let r = go(&mut t, &s2c(RST), SEC);
+    // In window: where the client's ACK said the server's next byte is.
+    let rst = tcp_seg(
+        V4,
+        v4(S),
+        80,
+        v4(C),
+        40000,
+        &Seg {
+            flags: RST,
+            seq: ISN + 1,
+            ..Seg::default()
+        },
+    );
+    let r = go(&mut t, &rst, SEC);
     assert_eq!(r.state, CtState::Established);
     assert_eq!(tcp_state(&t, &r, SEC), (TcpState::Close, 10));
     // Data after the RST: CLOSE stays CLOSE (sCL row), still tracked.
