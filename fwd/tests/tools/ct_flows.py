@@ -115,8 +115,9 @@ class Flow:
         return IP(src=s["dst"], dst=s["src"]) / l4(s.get("dport", 0), s.get("sport", 0)) / payload
 
 
-def tcp(flags, seq, ack=0):
-    return lambda sp, dp: TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=64240)
+def tcp(flags, seq, ack=0, window=64240, options=()):
+    return lambda sp, dp: TCP(sport=sp, dport=dp, flags=flags, seq=seq % 2**32, ack=ack,
+                              window=window, options=list(options))
 
 
 def udp():
@@ -167,6 +168,26 @@ def script(extras=()):
     st("open443.data-ack", "s", f, lambda f: f.reply(tcp("A", 7001, 3011)))
     # Far beyond the receiver's window: Linux's tcp_in_window makes it INVALID.
     st("open443.out-of-window", "g", f, lambda f: f.orig(tcp("PA", 3011 + 10**8, 7001), b"w" * 10), extra="window")
+    # Data from further back than the receiver's largest window: an old duplicate,
+    # which tcp_in_window ignores (let through, the connection untouched).
+    st("open443.old-duplicate", "g", f, lambda f: f.orig(tcp("PA", 3011 - 10**5, 7001), b"o" * 10), extra="window")
+    # A RST behind what the other side acked: INVALID (RFC 5961 3.2). From the
+    # client: untranslated, the sink's would be routed back out (a redirect).
+    st("open443.rst-behind", "g", f, lambda f: f.orig(tcp("R", 3011 - 1000)), extra="window")
+
+    # Window scaling (RFC 7323), both SYNs with shift 7: the server's window of
+    # 1000 (unscaled on its SYN/ACK) means 128000 bytes once established, so data
+    # 100000 bytes ahead is in window only with the scale, and data 300000 bytes
+    # ahead is not in it at all (nor within the window's slack for TCPs that send
+    # a little more than allowed).
+    f = Flow("wscale", "g", GEN, SINK, 6, 40070, 443)
+    ws = [("WScale", 7)]
+    st("wscale.syn", "g", f, lambda f: f.orig(tcp("S", 40000, options=ws)), extra="wscale")
+    st("wscale.synack", "s", f, lambda f: f.reply(tcp("SA", 50000, 40001, window=1000, options=ws)), extra="wscale")
+    st("wscale.ack", "g", f, lambda f: f.orig(tcp("A", 40001, 50001, window=502)), extra="wscale")
+    st("wscale.window", "s", f, lambda f: f.reply(tcp("A", 50001, 40001, window=1000)), extra="wscale")
+    st("wscale.data", "g", f, lambda f: f.orig(tcp("PA", 40001 + 100000, 50001, window=502), b"s" * 100), extra="wscale")
+    st("wscale.beyond", "g", f, lambda f: f.orig(tcp("PA", 40001 + 300000, 50001, window=502), b"b" * 100), extra="wscale")
 
     # Reset by the sink: CLOSE.
     f = Flow("reset", "g", GEN, SINK, 6, 40004, 80)
