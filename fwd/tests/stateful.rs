@@ -78,6 +78,10 @@ fn firewall_lets_replies_in_and_refuses_new_inbound_connections() {
     );
     assert_eq!(server["sha256"], client["sha256"]);
     assert_eq!(server["peer"], "198.18.0.2", "no NAT in this config");
+    // Window tracking followed Linux's TCP (window scaling, SACK, timestamps): no
+    // segment of the transfer was out of window.
+    let s = tb.stats();
+    assert_eq!(s["conntrack"]["invalid"], 0, "{s}");
     // A new connection from outside: REJECT with tcp-reset, so it is refused at once.
     let listener = tb.spawn(&tb.gen(), &["python3", "-c", "import socket,time\ns=socket.socket(); s.bind(('198.18.0.2', 22)); s.listen(1); time.sleep(4)"]);
     thread::sleep(Duration::from_millis(300));
@@ -133,6 +137,8 @@ fn nat_gateway_masquerades_and_forwards_a_port() {
         "content through the port forward"
     );
     assert_eq!(server["peer"], "198.19.0.2");
+    let s = tb.stats();
+    assert_eq!(s["conntrack"]["invalid"], 0, "every segment in window: {s}");
     // The gateway's own address still answers for itself (ping is the kernel's).
     assert!(tb
         .exec(&tb.sink(), &["ping", "-c", "1", "-W", "2", "198.19.0.1"])
