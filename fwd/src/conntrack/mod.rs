@@ -34,7 +34,7 @@ mod tuple;
 mod testutil;
 
 pub use nat::{Manip, NatError, NatRange};
-pub use table::{FlowView, StateCounts, Table};
+pub use table::{FlowView, Lookahead, StateCounts, Table};
 pub use tcp::TcpState;
 pub use tuple::FlowKey;
 

@@ -404,12 +404,19 @@ enum Window {
     Invalid,
 }
 
-/// The per-entry TCP state (struct ip_ct_tcp).
+/// The per-entry TCP state (struct ip_ct_tcp): 60 bytes, in this order
+/// (`repr(C)`) so that [`TcpTrack::prefetch`] knows its ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub(crate) struct TcpTrack {
-    pub state: TcpState,
     /// [original, reply].
     seen: [Seen; 2],
+    /// The last ACK segment's (or ignored packet's) seq, ack, end and raw window.
+    last_seq: u32,
+    last_ack: u32,
+    last_end: u32,
+    last_win: u16,
+    pub state: TcpState,
     /// Direction and flag index (tcp_bit_set) of the last packet that was in
     /// window or ignored.
     last_dir: Dir,
@@ -420,11 +427,6 @@ pub(crate) struct TcpTrack {
     /// plus EXP_CHALLENGE_ACK and SIMULTANEOUS_OPEN.
     last_wscale: u8,
     last_flags: u8,
-    /// The last ACK segment's (or ignored packet's) seq, ack, end and raw window.
-    last_seq: u32,
-    last_ack: u32,
-    last_end: u32,
-    last_win: u16,
 }
 
 /// What the tracker decided for one segment.
@@ -467,6 +469,14 @@ fn closing(state: u8) -> bool {
 }
 
 impl TcpTrack {
+    /// Starts loading the state (its first and last byte: it may straddle two
+    /// cache lines) ahead of a segment.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        crate::xsk::prefetch(&self.seen);
+        crate::xsk::prefetch(&self.last_flags);
+    }
+
     /// tcp_new: the state of an entry `seg` creates, None when it may not create
     /// one (not a SYN, and not a mid-stream ACK picked up with `loose`).
     pub(crate) fn new(seg: &Segment, loose: bool) -> Option<TcpTrack> {
