@@ -51,6 +51,41 @@ fn scattered(k: u64, n: u32) -> u32 {
     (k.wrapping_mul(2_654_435_761) % u64::from(n)) as u32
 }
 
+/// How many lookups a run of `n` flows times: about 20M, every flow at least twice.
+fn lookups_of(n: u32) -> u64 {
+    (20_000_000 / u64::from(n)).max(2) * u64::from(n)
+}
+
+/// ns per `track` of `frame` for the `n` flows `meta_of` names, in scattered
+/// order: one by one, then as the worker does it (a batch's index slots and
+/// entries prefetched first, then the batch tracked).
+fn lookups(t: &mut Table, frame: &[u8], n: u32, meta_of: impl Fn(u32) -> PacketMeta) -> (f64, f64) {
+    let total = lookups_of(n);
+    let start = Instant::now();
+    for k in 0..total {
+        let m = meta_of(scattered(k, n));
+        black_box(t.track(frame, &m, 0, 2).unwrap());
+    }
+    let one_by_one = start.elapsed().as_nanos() as f64 / total as f64;
+    let start = Instant::now();
+    let mut metas = [PacketMeta::default(); 32];
+    let mut ahead = [None; 32];
+    for b in (0..total).step_by(metas.len()) {
+        for (j, m) in metas.iter_mut().enumerate() {
+            *m = meta_of(scattered(b + j as u64, n));
+            ahead[j] = t.prefetch(frame, m, 0);
+        }
+        for a in ahead.iter().flatten() {
+            t.prefetch_entry(*a);
+        }
+        for m in &metas {
+            black_box(t.track(frame, m, 0, 2).unwrap());
+        }
+    }
+    let batched = start.elapsed().as_nanos() as f64 / total as f64;
+    (one_by_one, batched)
+}
+
 fn run(n: u32) {
     let frame = [0u8; 64];
     let cfg = CtConfig {
@@ -80,33 +115,7 @@ fn run(n: u32) {
     }
     let mean_probe = 1.0 + sum as f64 / used as f64;
 
-    let rounds = (20_000_000 / u64::from(n)).max(2);
-    let total = rounds * u64::from(n);
-    let start = Instant::now();
-    for k in 0..total {
-        let m = meta_of(scattered(k, n));
-        black_box(t.track(&frame, &m, 0, 2).unwrap());
-    }
-    let track_ns = start.elapsed().as_nanos() as f64 / total as f64;
-
-    // The same lookups as the worker does them: a batch's index slots prefetched
-    // first, then the batch tracked.
-    let start = Instant::now();
-    let mut metas = [PacketMeta::default(); 32];
-    let mut hashes = [None; 32];
-    for b in (0..total).step_by(metas.len()) {
-        for (j, m) in metas.iter_mut().enumerate() {
-            *m = meta_of(scattered(b + j as u64, n));
-            hashes[j] = t.prefetch(&frame, m, 0);
-        }
-        for h in hashes.iter().flatten() {
-            t.prefetch_entry(*h);
-        }
-        for m in &metas {
-            black_box(t.track(&frame, m, 0, 2).unwrap());
-        }
-    }
-    let batched_ns = start.elapsed().as_nanos() as f64 / total as f64;
+    let (track_ns, batched_ns) = lookups(&mut t, &frame, n, meta_of);
     let s = t.stats();
     assert_eq!((s.created, s.expired, s.early_drops), (u64::from(n), 0, 0));
 
@@ -126,6 +135,7 @@ fn run(n: u32) {
     let insert_batched_ns = start.elapsed().as_nanos() as f64 / f64::from(n);
     drop(t2);
 
+    let total = lookups_of(n);
     let mut base: HashMap<FlowKey, u32, FxBuildHasher> =
         HashMap::with_capacity_and_hasher(n as usize, FxBuildHasher);
     for i in 0..n {
@@ -206,30 +216,7 @@ fn run_tcp(n: u32) {
         let r = t.track(&ack, &tcp_meta_of(i, ACK, false), 0, 1).unwrap();
         assert_ne!(r.status & ASSURED, 0);
     }
-    let rounds = (20_000_000 / u64::from(n)).max(2);
-    let total = rounds * u64::from(n);
-    let start = Instant::now();
-    for k in 0..total {
-        let m = tcp_meta_of(scattered(k, n), ACK, false);
-        black_box(t.track(&ack, &m, 0, 2).unwrap());
-    }
-    let track_ns = start.elapsed().as_nanos() as f64 / total as f64;
-    let start = Instant::now();
-    let mut metas = [PacketMeta::default(); 32];
-    let mut hashes = [None; 32];
-    for b in (0..total).step_by(metas.len()) {
-        for (j, m) in metas.iter_mut().enumerate() {
-            *m = tcp_meta_of(scattered(b + j as u64, n), ACK, false);
-            hashes[j] = t.prefetch(&ack, m, 0);
-        }
-        for h in hashes.iter().flatten() {
-            t.prefetch_entry(*h);
-        }
-        for m in &metas {
-            black_box(t.track(&ack, m, 0, 2).unwrap());
-        }
-    }
-    let batched_ns = start.elapsed().as_nanos() as f64 / total as f64;
+    let (track_ns, batched_ns) = lookups(&mut t, &ack, n, |i| tcp_meta_of(i, ACK, false));
     let s = t.stats();
     assert_eq!((s.created, s.invalid, s.early_drops), (u64::from(n), 0, 0));
     println!(

@@ -225,6 +225,16 @@ impl Conv {
         self.send(from, &s)
     }
 
+    /// A bare ACK from `from`, of everything the other side sent, offering a
+    /// window of `win` (before scaling).
+    fn ack(&mut self, from: Dir, win: u16) -> CtResult {
+        let s = Seg {
+            win,
+            ..self.next(from, ACK, 0)
+        };
+        self.send(from, &s)
+    }
+
     /// The handshake, with these options and windows on the SYN and the SYN/ACK,
     /// then the client's ACK.
     fn open(&mut self, syn: (&[u8], u16), synack: (&[u8], u16)) {
@@ -324,13 +334,7 @@ fn an_old_duplicate_is_let_through_without_touching_the_entry() {
     let first = k.next(C2S, ACK | PSH, 1000);
     for _ in 0..3 {
         k.data(C2S, ACK | PSH, 1000);
-        k.send(
-            S2C,
-            &Seg {
-                win: 1000,
-                ..k.next(S2C, ACK, 0)
-            },
-        );
+        k.ack(S2C, 1000);
     }
     let before = k.view();
     k.now += SEC;
@@ -360,13 +364,7 @@ fn window_scaling_counts_only_when_both_syns_carry_it() {
         // The SYN/ACK's window is never scaled: 1000 bytes.
         k.open((client, 64240), (server, 1000));
         // The server's window of 1000 is 128000 bytes when scaled by 7.
-        k.send(
-            S2C,
-            &Seg {
-                win: 1000,
-                ..k.next(S2C, ACK, 0)
-            },
-        );
+        k.ack(S2C, 1000);
         let ahead = Seg {
             seq: k.nxt[0].wrapping_add(100_000),
             ..k.next(C2S, ACK | PSH, 100)
@@ -522,21 +520,9 @@ fn retransmissions_and_a_closed_window_cap_the_timeout() {
     k.data(C2S, ACK, 0);
     assert_eq!(k.timeout(), 432_000);
     // A zero window caps it too, until the window opens.
-    k.send(
-        S2C,
-        &Seg {
-            win: 0,
-            ..k.next(S2C, ACK, 0)
-        },
-    );
+    k.ack(S2C, 0);
     assert_eq!(k.timeout(), 300);
-    k.send(
-        S2C,
-        &Seg {
-            win: 1000,
-            ..k.next(S2C, ACK, 0)
-        },
-    );
+    k.ack(S2C, 1000);
     assert_eq!(k.timeout(), 432_000);
 }
 
