@@ -7,13 +7,18 @@
 //! ip_ct_tcp_state`: the highest sequence number sent (`td_end`), the right edge of
 //! the window the peer allowed (`td_maxend`), the largest window advertised
 //! (`td_maxwin`), the highest ack sent (`td_maxack`), the window scale and the
-//! options seen on the SYN (window scale, SACK permitted). A segment must overlap
-//! the receiver's window and ack only data that was sent; one that does not is
-//! INVALID and leaves the entry as it was (state, windows, timeout), like Linux. An
-//! in-window RST must carry a sequence number at or past what the other side acked
-//! (`tcp_ignore_invalid_rst` = 0). Unacknowledged data, three identical
-//! retransmissions (`nf_conntrack_tcp_max_retrans`) or a zero window cap the timeout
-//! at `unacknowledged` / `max_retrans`.
+//! options seen on the SYN (window scale, SACK permitted). A segment past the
+//! right edge of the receiver's window, or acking (SACKing) data never sent, is
+//! INVALID and leaves the entry as it was (state, windows, timeout), like Linux;
+//! only nf_tcp_handle_invalid may shorten the timeout of an ASSURED connection
+//! whose ends both sent an out-of-window FIN or RST. A segment wholly behind the
+//! window (an old duplicate) or with an overly delayed ack is let through but
+//! ignored: not counted, the entry untouched. A RST must carry a sequence number at
+//! or past what the other side acked (`tcp_ignore_invalid_rst` = 0), and exactly
+//! that one to close an established connection; another in-window RST keeps the
+//! state (a challenge ACK may follow) with the CLOSE timeout. Unacknowledged data,
+//! three identical retransmissions (`nf_conntrack_tcp_max_retrans`) or a zero
+//! window cap the timeout at `unacknowledged` / `max_retrans`.
 //!
 //! Liberal tracking, where out-of-window segments are accepted (only the RST check
 //! stays): for every connection with `tcp_be_liberal` (nf_conntrack_tcp_be_liberal,
