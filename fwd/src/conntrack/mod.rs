@@ -270,8 +270,8 @@ pub struct CtConfig {
     /// liberally (its window scale was never seen), as in Linux.
     pub tcp_loose: bool,
     /// nf_conntrack_tcp_be_liberal: accept TCP segments outside the window instead
-    /// of making them INVALID (an out-of-window RST stays INVALID). Linux's default
-    /// (0) is ours.
+    /// of making them INVALID (a RST behind what the peer acked stays INVALID).
+    /// Linux's default (0) is ours.
     pub tcp_be_liberal: bool,
     pub timeouts: Timeouts,
 }
