@@ -513,9 +513,8 @@ max_entries = {CT_MAX}
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"fwd conntrack: {r.stderr.strip()}")
-        c = json.loads(r.stdout)["counts"]
-        total = sum(v for k, v in c.items() if k not in ("assured", "unconfirmed", "unreplied"))
-        return {"entries": total, "replied": total - c.get("unreplied", 0)}
+        d = json.loads(r.stdout)
+        return {"entries": d["entries"], "replied": d["entries"] - d["counts"].get("unreplied", 0)}
 
 
 def blast(ns, ifname, dst_mac, args, count, sink_ns, sink_if):

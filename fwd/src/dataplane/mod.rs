@@ -335,6 +335,7 @@ impl control::Handler for Daemon {
                 let mut flows = Vec::new();
                 let mut by_state = std::collections::BTreeMap::<String, u64>::new();
                 let mut stats = Vec::new();
+                let mut entries = 0;
                 for tx in &self.ct_requests {
                     let (rtx, rrx) = crossbeam::channel::bounded(1);
                     if tx
@@ -362,6 +363,7 @@ impl control::Handler for Daemon {
                                 d.by_state.unconfirmed;
                             *by_state.entry("unreplied".into()).or_default() +=
                                 d.by_state.unreplied;
+                            entries += d.stats.entries;
                             stats.push(format!("{:?}", d.stats));
                         }
                         Ok(None) => {}
@@ -369,7 +371,7 @@ impl control::Handler for Daemon {
                     }
                 }
                 Reply::ok(
-                    serde_json::json!({ "flows": flows, "counts": by_state, "workers": stats }),
+                    serde_json::json!({ "flows": flows, "entries": entries, "counts": by_state, "workers": stats }),
                 )
             }
         }
