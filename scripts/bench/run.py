@@ -634,12 +634,13 @@ def main():
         log(f"generator ({eng}) -> sink alone: {r['forwarded_pps'] / 1e6:.3f} Mpps")
     IF_S, SINK = saved
 
-    if A.stateful:
-        stateful_main(report)
-        json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=2)
-        subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "report.py"), OUT], check=True)
-        return
+    (stateful_main if A.stateful else rules_main)(report)
+    json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=2)
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "report.py"), OUT], check=True)
 
+
+def rules_main(report):
+    """The rules table: fwd, Linux (iptables, nft, nft set) and testpmd at each rule count."""
     ok, why = fwd_supports_rules()
     if not ok:
         log(f"fwd: rules skipped: `fwd check` refuses a [chains.FORWARD] section ({why.splitlines()[0] if why else '?'}); "
@@ -678,8 +679,6 @@ def main():
             if isinstance(sysobj, Fwd):
                 row["mode"] = sysobj.mode
             report["rows"].append(row)
-    json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=2)
-    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "report.py"), OUT], check=True)
 
 
 main()
